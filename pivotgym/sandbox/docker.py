@@ -638,6 +638,7 @@ class DockerBackend(Backend):
         lock = self._build_locks.setdefault(tag, asyncio.Lock())
         async with lock:
             await self._run(self._build_sync, dockerfile, context, tag)
+        self._build_locks.pop(tag, None)  # a lock belongs to one event loop; do not keep it
         self._task_images[key] = tag
         return tag
 
