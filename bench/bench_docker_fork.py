@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pivotgym.sandbox.base import SandboxSpec
-from pivotgym.sandbox.docker import BASE_IMAGE, DockerBackend
+from pivotgym.sandbox.docker import DockerBackend
+from pivotgym.sandbox.docker_images import BASE_IMAGE
 
 RESULTS = Path(__file__).parent / "results" / "docker_fork.json"
 

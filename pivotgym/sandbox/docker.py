@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import io
 import os
 import posixpath
@@ -52,9 +51,14 @@ from pivotgym.sandbox.base import (
     SandboxSpec,
     Snapshot,
 )
+from pivotgym.sandbox.docker_images import (
+    BASE_IMAGE,
+    build_task_image,
+    context_signature,
+    require_image,
+    task_image_tag,
+)
 
-BASE_IMAGE = "pivotgym/base:bookworm"
-TASK_REPOSITORY = "pivotgym/task"
 SNAPSHOT_REPOSITORY = "pivotgym/snapshot"
 SANDBOX_LABEL = "pivotgym.sandbox"
 USER_LABEL_PREFIX = "pivotgym.label."
@@ -153,66 +157,6 @@ def _read_exact(reader: Any, raw: socket.socket, n: int, deadline: float) -> byt
             break
         buf += chunk
     return bytes(buf)
-
-
-# ----------------------------------------------------------------------------- images
-
-
-def _from_images(dockerfile: Path, text: str) -> list[tuple[int, str]]:
-    """(line, image) of every ``FROM`` that names an image rather than an earlier stage."""
-    stages: set[str] = set()
-    found = []
-    for number, line in enumerate(text.splitlines(), 1):
-        words = line.split()
-        if len(words) < 2 or words[0].upper() != "FROM":
-            continue
-        args = [w for w in words[1:] if not w.startswith("--")]
-        if not args:
-            raise DataError("FROM without an image", file=dockerfile, line=number)
-        image = args[0]
-        if len(args) >= 3 and args[1].upper() == "AS":
-            stages.add(args[2].lower())
-        if image.lower() in stages or image == "scratch" or "$" in image:
-            continue
-        found.append((number, image))
-    return found
-
-
-def _context_signature(context: Path) -> tuple[tuple[str, int, int, int], ...]:
-    """Cheap fingerprint (path, mode, size, mtime) of every entry, to reuse a hash."""
-    entries = []
-    for root, dirs, files in os.walk(context):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            p = Path(root, name)
-            st = p.lstat()
-            entries.append((str(p.relative_to(context)), st.st_mode, st.st_size, st.st_mtime_ns))
-    return tuple(entries)
-
-
-def _context_digest(context: Path, dockerfile: Path, from_ids: Sequence[str]) -> str:
-    """Hash of everything a build can see: the Dockerfile, its base images and every file
-    of the context (any of them can be COPY'd or ADD'ed)."""
-    h = hashlib.sha256(b"pivotgym-task-image-1\0")
-    h.update(str(dockerfile.relative_to(context)).encode() + b"\0")
-    for image_id in from_ids:
-        h.update(image_id.encode() + b"\0")
-    for root, dirs, files in os.walk(context):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            p = Path(root, name)
-            rel = str(p.relative_to(context)).encode()
-            if p.is_symlink():
-                h.update(b"L" + rel + b"\0" + os.readlink(p).encode() + b"\0")
-            elif p.is_dir():
-                h.update(b"D" + rel + b"\0")
-            elif p.is_file():
-                h.update(b"F%s\0%o\0" % (rel, p.stat().st_mode & 0o777))
-                with open(p, "rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(block)
-                h.update(b"\0")
-    return h.hexdigest()
 
 
 # -------------------------------------------------------------------------- snapshots
@@ -624,71 +568,29 @@ class DockerBackend(Backend):
 
     async def _image_for(self, spec: SandboxSpec) -> str:
         if spec.dockerfile is None:
-            await self._run(self._require_image, BASE_IMAGE)
+            await self._run(
+                self._images_call, "looking up the base image", require_image, BASE_IMAGE
+            )
             return BASE_IMAGE
         dockerfile = Path(spec.dockerfile).resolve()
         if not dockerfile.is_file():
             raise DataError("Dockerfile not found", file=dockerfile)
-        context = dockerfile.parent
-        key = (str(dockerfile), await self._run(_context_signature, context))
+        key = (str(dockerfile), await self._run(context_signature, dockerfile.parent))
         tag = self._task_images.get(key)
         if tag is not None:
             return tag
-        tag = await self._run(self._task_tag, dockerfile, context)
+        tag = await self._run(self._images_call, "hashing a task image", task_image_tag, dockerfile)
         lock = self._build_locks.setdefault(tag, asyncio.Lock())
         async with lock:
-            await self._run(self._build_sync, dockerfile, context, tag)
+            what = f"building {tag} from {dockerfile}"
+            await self._run(self._images_call, what, build_task_image, dockerfile, tag)
         self._build_locks.pop(tag, None)  # a lock belongs to one event loop; do not keep it
         self._task_images[key] = tag
         return tag
 
-    def _require_image(self, image: str) -> str:
-        with _infra(f"looking up image {image}"):
-            try:
-                return self._api().inspect_image(image)["Id"]
-            except docker.errors.ImageNotFound:
-                hint = ": run docker/build-base.sh" if image == BASE_IMAGE else ""
-                raise InfraError(f"image {image} missing{hint}") from None
-
-    def _task_tag(self, dockerfile: Path, context: Path) -> str:
-        text = dockerfile.read_text(encoding="utf-8", errors="replace")
-        from_ids = []
-        for line, image in _from_images(dockerfile, text):
-            try:
-                from_ids.append(self._require_image(image))
-            except InfraError:
-                raise DataError(
-                    f"FROM {image}: no such local image, and pivotgym never pulls "
-                    f"(docker/build-base.sh builds {BASE_IMAGE})",
-                    file=dockerfile,
-                    line=line,
-                ) from None
-        return f"{TASK_REPOSITORY}:{_context_digest(context, dockerfile, from_ids)[:24]}"
-
-    def _build_sync(self, dockerfile: Path, context: Path, tag: str) -> None:
-        api = self._api()
-        with _infra(f"building {tag} from {dockerfile}"):
-            try:
-                api.inspect_image(tag)
-                return  # a cache hit: built earlier, maybe by another process
-            except docker.errors.ImageNotFound:
-                pass
-            log: list[str] = []
-            for chunk in api.build(
-                path=str(context),
-                dockerfile=dockerfile.name,
-                tag=tag,
-                pull=False,
-                rm=True,
-                forcerm=True,
-                decode=True,
-            ):
-                if "error" in chunk:
-                    tail = "".join(log[-20:])
-                    raise DataError(
-                        f"docker build failed: {chunk['error']}\n{tail}", file=dockerfile
-                    )
-                log.append(chunk.get("stream", ""))
+    def _images_call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        with _infra(what):
+            return fn(self._api(), *args)
 
     # ---------------------------------------------------------------------- sandboxes
 
