@@ -1,0 +1,240 @@
+"""The sandbox protocol shared by every backend.
+
+A sandbox is an isolated place to run model-written commands: a private writable
+working directory and /tmp over a read-only userland, no network unless allowed, and
+limits on every exec. Backends (``bwrap``, ``docker``) implement :class:`Sandbox` and
+:class:`Backend`; everything above them (environments, replay, verifiers) speaks only
+this protocol.
+
+Lifecycle: ``Backend.create`` returns a live sandbox; ``snapshot`` freezes its writable
+state into a :class:`Snapshot` that ``Backend.create(spec, snapshot=...)`` restores any
+number of times; ``fork(n)`` is the shortcut for n independent copies of the live
+state. ``close`` is idempotent. Every sandbox and snapshot is labelled with its owner
+(see :mod:`pivotgym.sandbox.leases`) so a crashed driver's leftovers are reaped at the
+next start.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRUNCATION_MARKER = "\n[... output truncated: {dropped} more bytes ...]\n"
+
+# Fixed clock and locale inside every sandbox, so that recorded tool outputs replay
+# byte-for-byte (git commit ids depend on the commit date, sort order on the locale).
+DETERMINISTIC_ENV: Mapping[str, str] = {
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "TZ": "UTC",
+    "HOME": "/root",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "TERM": "dumb",
+    "SOURCE_DATE_EPOCH": "1700000000",
+    "GIT_AUTHOR_NAME": "agent",
+    "GIT_AUTHOR_EMAIL": "agent@pivotgym.invalid",
+    "GIT_COMMITTER_NAME": "agent",
+    "GIT_COMMITTER_EMAIL": "agent@pivotgym.invalid",
+    "GIT_AUTHOR_DATE": "2023-11-14T22:13:20Z",
+    "GIT_COMMITTER_DATE": "2023-11-14T22:13:20Z",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "PAGER": "cat",
+    "GIT_PAGER": "cat",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to every exec in a sandbox.
+
+    ``timeout_s`` bounds wall time of one exec; ``memory_mb`` and ``max_processes``
+    bound what the command and all its children may hold at once; ``disk_mb`` bounds
+    the writable storage (workdir and /tmp together); ``max_output_bytes`` is how much
+    of the combined stdout/stderr is kept (the rest is counted and dropped behind a
+    marker); ``network`` opens the network, which is closed by default.
+    """
+
+    timeout_s: float = 30.0
+    memory_mb: int = 512
+    max_processes: int = 128
+    max_output_bytes: int = 16_384
+    disk_mb: int = 256
+    network: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "memory_mb", "max_processes", "max_output_bytes", "disk_mb"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a new sandbox starts from.
+
+    ``files`` is a host directory copied into ``workdir`` at creation (a task's
+    ``environment/`` folder). ``dockerfile`` is used by image-based backends to build the
+    sandbox's image; backends that share the host's userland ignore it. ``env`` adds to
+    :data:`DETERMINISTIC_ENV`. ``labels`` are free-form tags recorded on the sandbox.
+    """
+
+    workdir: str = "/app"
+    files: Path | None = None
+    dockerfile: Path | None = None
+    limits: Limits = field(default_factory=Limits)
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one exec did.
+
+    ``output`` is stdout and stderr interleaved as the command wrote them, decoded as
+    UTF-8 with replacement, cut at the output limit with :data:`TRUNCATION_MARKER`.
+    ``exit_code`` is the command's status, or ``None`` when pivotgym killed it (time out);
+    a command killed by a signal reports ``128 + signal`` as a shell would.
+    ``output_bytes`` counts everything the command wrote, kept or not.
+    """
+
+    output: str
+    exit_code: int | None
+    duration_s: float
+    timed_out: bool = False
+    truncated: bool = False
+    output_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class OutputCollector:
+    """Accumulates a stream of output up to a byte budget and counts what it drops."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._chunks: list[bytes] = []
+        self._kept = 0
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.max_bytes - self._kept
+        if room > 0:
+            piece = data[:room]
+            self._chunks.append(piece)
+            self._kept += len(piece)
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self._kept
+
+    def text(self) -> str:
+        text = b"".join(self._chunks).decode("utf-8", errors="replace")
+        if self.truncated:
+            text += TRUNCATION_MARKER.format(dropped=self.total - self._kept)
+        return text
+
+
+class Snapshot(abc.ABC):
+    """A frozen copy of a sandbox's writable state, restorable many times."""
+
+    id: str
+    spec: SandboxSpec
+
+    @abc.abstractmethod
+    async def release(self) -> None:
+        """Free the storage behind the snapshot. Idempotent."""
+
+
+class Sandbox(abc.ABC):
+    """One live isolated environment. Methods are coroutines; ``close`` is idempotent."""
+
+    id: str
+    spec: SandboxSpec
+    backend: Backend
+
+    @abc.abstractmethod
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` inside the sandbox under its limits.
+
+        ``timeout_s`` overrides ``spec.limits.timeout_s`` for this exec only. Every process
+        the command started is gone when this returns, including children it left running.
+        Raises :class:`~pivotgym.errors.InfraError` only when the sandbox itself failed;
+        a command that fails, times out or is killed is a normal :class:`ExecResult`.
+        """
+
+    @abc.abstractmethod
+    async def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Create or replace the file at absolute ``path`` inside the sandbox."""
+
+    @abc.abstractmethod
+    async def read_file(self, path: str) -> bytes:
+        """Return the bytes of the file at absolute ``path``; ``FileNotFoundError`` if absent."""
+
+    @abc.abstractmethod
+    async def upload(self, src: Path, dest: str) -> None:
+        """Copy the host file or directory ``src`` to ``dest`` inside the sandbox."""
+
+    @abc.abstractmethod
+    async def download(self, src: str, dest: Path) -> None:
+        """Copy ``src`` (file or directory) from inside the sandbox to the host path ``dest``."""
+
+    @abc.abstractmethod
+    async def snapshot(self) -> Snapshot:
+        """Freeze the current writable state; the sandbox stays usable."""
+
+    @abc.abstractmethod
+    async def fork(self, n: int) -> list[Sandbox]:
+        """Return ``n`` independent sandboxes in this sandbox's current state."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop everything running and free the sandbox's storage. Idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def closed(self) -> bool:
+        """Whether ``close`` has run."""
+
+    async def __aenter__(self) -> Sandbox:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Backend(abc.ABC):
+    """A kind of sandbox: creates them, restores snapshots, and reaps leftovers."""
+
+    name: str
+
+    @classmethod
+    @abc.abstractmethod
+    def available(cls) -> str | None:
+        """``None`` when this backend can run here, else a sentence saying why not."""
+
+    @abc.abstractmethod
+    async def create(self, spec: SandboxSpec, *, snapshot: Snapshot | None = None) -> Sandbox:
+        """Start a sandbox from ``spec``, or from ``snapshot`` when given (its spec wins)."""
+
+    @abc.abstractmethod
+    def reap(self) -> int:
+        """Remove sandboxes and snapshots whose owning process is gone; return how many."""
+
+    @abc.abstractmethod
+    def close_all_sync(self) -> None:
+        """Tear down every sandbox and snapshot this process owns, without an event loop.
+
+        Called from signal handlers and ``atexit``; must not raise.
+        """
