@@ -1,0 +1,47 @@
+"""pivotgym: turn-level RL (PivotRL) on SFT agent trajectories.
+
+The public surface of the foundation::
+
+    import pivotgym
+    trajectories = pivotgym.load_trajectories("terminal", split="train")
+    env = pivotgym.make("terminal", sandbox="bwrap")
+    obs, info = env.reset(options={"trajectory": trajectories[0], "turn": 2})
+    branches = env.fork(4)
+"""
+
+from pivotgym.env import AsyncEnv, run_sync
+from pivotgym.errors import DataError, DivergenceError, InfraError, PivotgymError
+from pivotgym.registry import (
+    EnvSpec,
+    declare_entry_points,
+    load_tasks,
+    load_trajectories,
+    make,
+    register,
+    registered,
+)
+from pivotgym.tasks import Task, load_task
+from pivotgym.trajectory import Trajectory, iter_trajectories, save_trajectories
+
+declare_entry_points()
+
+__version__ = "0.1.0"
+__all__ = [
+    "AsyncEnv",
+    "DataError",
+    "DivergenceError",
+    "EnvSpec",
+    "InfraError",
+    "PivotgymError",
+    "Task",
+    "Trajectory",
+    "iter_trajectories",
+    "load_task",
+    "load_tasks",
+    "load_trajectories",
+    "make",
+    "register",
+    "registered",
+    "run_sync",
+    "save_trajectories",
+]

@@ -21,6 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# A top-level file of this name in ``SandboxSpec.files`` describes the image; it is not
+# copied into the workdir.
+IMAGE_RECIPE = "Dockerfile"
 TRUNCATION_MARKER = "\n[... output truncated: {dropped} more bytes ...]\n"
 
 # Fixed clock and locale inside every sandbox, so that recorded tool outputs replay
@@ -74,7 +77,7 @@ class SandboxSpec:
     """What a new sandbox starts from.
 
     ``files`` is a host directory copied into ``workdir`` at creation (a task's
-    ``environment/`` folder). ``dockerfile`` is used by image-based backends to build the
+    ``environment/`` folder), less a top-level :data:`IMAGE_RECIPE`. ``dockerfile`` is used by image-based backends to build the
     sandbox's image; backends that share the host's userland ignore it. ``env`` adds to
     :data:`DETERMINISTIC_ENV`. ``labels`` are free-form tags recorded on the sandbox.
     """

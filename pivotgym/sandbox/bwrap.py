@@ -47,6 +47,7 @@ from pivotgym.errors import InfraError
 from pivotgym.sandbox import leases
 from pivotgym.sandbox.base import (
     DETERMINISTIC_ENV,
+    IMAGE_RECIPE,
     Backend,
     ExecResult,
     OutputCollector,
@@ -472,7 +473,13 @@ class BwrapBackend(Backend):
                     (root / sub).mkdir()
                 (root / "tmp").chmod(0o1777)
                 if spec.files is not None:
-                    shutil.copytree(spec.files, root / "work", symlinks=True, dirs_exist_ok=True)
+                    shutil.copytree(
+                        spec.files,
+                        root / "work",
+                        symlinks=True,
+                        dirs_exist_ok=True,
+                        ignore=lambda d, names: [IMAGE_RECIPE] if Path(d) == spec.files else [],
+                    )
                 _stamp(root / "work")
             if self.cgroups is not None:
                 self.cgroups.create(sandbox_id, spec.limits.memory_mb, spec.limits.max_processes)

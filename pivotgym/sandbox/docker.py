@@ -44,6 +44,7 @@ from pivotgym.errors import DataError, InfraError
 from pivotgym.sandbox import leases
 from pivotgym.sandbox.base import (
     DETERMINISTIC_ENV,
+    IMAGE_RECIPE,
     Backend,
     ExecResult,
     OutputCollector,
@@ -669,6 +670,8 @@ class DockerBackend(Backend):
                 if not files.is_dir():
                     raise DataError("sandbox files must be a directory", file=files)
                 for entry in sorted(files.iterdir()):
+                    if entry.name == IMAGE_RECIPE:
+                        continue
                     _add_tree(tar, entry, posixpath.join(workdir, entry.name))
         return buf.getvalue()
 

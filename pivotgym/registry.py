@@ -1,0 +1,181 @@
+"""Environment registry: built-in and third-party environments, found the same way.
+
+An environment package exposes an :class:`EnvSpec` and either calls
+:func:`register` or declares it in the ``pivotgym.envs`` entry-point group::
+
+    [project.entry-points."pivotgym.envs"]
+    myenv = "mypackage.envs:ENV"
+
+pivotgym's own terminal environment is declared exactly so. Every environment is also
+registered with Gymnasium as ``pivotgym/<Name>-v0`` (``gymnasium.make`` works once
+``pivotgym`` is imported), and its bundled data load by name through
+:func:`load_trajectories` and :func:`load_tasks`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+
+from pivotgym.env import AsyncEnv
+from pivotgym.errors import DataError
+from pivotgym.tasks import Task, load_task_dir, resolve_task
+from pivotgym.trajectory import Trajectory, iter_trajectories
+
+GROUP = "pivotgym.envs"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """How to build an environment and where its bundled data lie.
+
+    ``entry_point`` is the environment class (or factory) or its ``"module:attr"`` path;
+    it is called with ``tasks=`` and the keyword options of :func:`make`.
+    ``trajectories`` and ``tasks`` map split names to a JSONL file and a folder of task
+    directories. A split with trajectories but no task folder (their tasks are inline)
+    still loads its tasks from the trajectories.
+    """
+
+    name: str
+    entry_point: str | Callable[..., AsyncEnv]
+    description: str = ""
+    trajectories: Mapping[str, Path] = field(default_factory=dict)
+    tasks: Mapping[str, Path] = field(default_factory=dict)
+    default_split: str = "train"
+
+    @property
+    def gym_id(self) -> str:
+        return gym_id(self.name)
+
+    def factory(self) -> Callable[..., AsyncEnv]:
+        if callable(self.entry_point):
+            return self.entry_point
+        module, _, attr = self.entry_point.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted(set(self.trajectories) | set(self.tasks))
+
+
+def gym_id(name: str) -> str:
+    return "pivotgym/" + "".join(p.capitalize() for p in name.replace("-", "_").split("_")) + "-v0"
+
+
+_specs: dict[str, EnvSpec] = {}
+_discovered = False
+
+
+def register(spec: EnvSpec, *, replace: bool = False) -> EnvSpec:
+    """Add an environment; ``replace`` allows redefining a name already taken."""
+    if spec.name in _specs and not replace and _specs[spec.name] != spec:
+        raise DataError(f"environment {spec.name!r} is already registered")
+    _specs[spec.name] = spec
+    _register_gym(spec.name)
+    return spec
+
+
+def _register_gym(name: str) -> None:
+    if gym_id(name) not in gymnasium.registry:
+        gymnasium.register(
+            id=gym_id(name),
+            entry_point=_gymnasium_entry_point,
+            kwargs={"env_name": name},
+            disable_env_checker=True,  # it runs its own check on reset; ours passes check_env
+        )
+
+
+def _gymnasium_entry_point(env_name: str, **kwargs: Any) -> AsyncEnv:
+    return make(env_name, **kwargs)
+
+
+def declare_entry_points() -> None:
+    """Register Gymnasium ids for every installed environment, without importing them."""
+    for ep in entry_points(group=GROUP):
+        _register_gym(ep.name)
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for ep in entry_points(group=GROUP):
+        if ep.name in _specs:
+            continue
+        spec = ep.load()
+        if not isinstance(spec, EnvSpec):
+            raise DataError(f"entry point {ep.value!r} of group {GROUP} is not an EnvSpec")
+        register(spec)
+
+
+def registered() -> dict[str, EnvSpec]:
+    """All environments: those registered in-process and those installed as entry points."""
+    _discover()
+    return dict(sorted(_specs.items()))
+
+
+def get_spec(name: str) -> EnvSpec:
+    specs = registered()
+    if name not in specs:
+        known = ", ".join(specs) or "none"
+        raise DataError(f"unknown environment {name!r} (registered: {known})")
+    return specs[name]
+
+
+def make(name: str, *, split: str | None = None, tasks: Any = None, **options: Any) -> AsyncEnv:
+    """Build environment ``name``.
+
+    Fresh episodes draw from ``tasks`` (a list of :class:`Task`, or a folder of task
+    directories), else from the bundled ``split`` (default: the spec's default split).
+    Other keyword options go to the environment (sandbox, limits, divergence, ...).
+    """
+    spec = get_spec(name)
+    if tasks is None:
+        tasks = load_tasks(name, split=split or spec.default_split) if spec.splits else []
+    elif isinstance(tasks, str | Path):
+        tasks = load_task_dir(tasks)
+    return spec.factory()(tasks=tasks, **options)
+
+
+def _split_of(spec: EnvSpec, split: str | None, kind: str) -> str:
+    split = split or spec.default_split
+    if split not in spec.splits:
+        raise DataError(f"environment {spec.name!r} has no {kind} split {split!r} "
+                        f"(splits: {', '.join(spec.splits) or 'none'})")  # fmt: skip
+    return split
+
+
+def load_trajectories(source: str | Path, split: str | None = None) -> list[Trajectory]:
+    """Trajectories from a JSONL file, or a registered environment's bundled ``split``."""
+    path = Path(source)
+    if not path.exists() and isinstance(source, str) and "/" not in source:
+        spec = get_spec(source)
+        split = _split_of(spec, split, "trajectory")
+        if split not in spec.trajectories:
+            raise DataError(f"environment {spec.name!r} bundles no trajectories for split "
+                            f"{split!r}")  # fmt: skip
+        path = spec.trajectories[split]
+    return list(iter_trajectories(path))
+
+
+def load_tasks(source: str | Path, split: str | None = None) -> list[Task]:
+    """Tasks from a folder of task directories, or a registered environment's ``split``."""
+    path = Path(source)
+    if path.exists() or not isinstance(source, str) or "/" in source:
+        return load_task_dir(path)
+    spec = get_spec(source)
+    split = _split_of(spec, split, "task")
+    if split in spec.tasks:
+        return load_task_dir(spec.tasks[split])
+    seen: dict[str, Task] = {}
+    for trajectory in load_trajectories(source, split):
+        task = resolve_task(trajectory.task, trajectory.base_dir, source=trajectory.id)
+        seen.setdefault(task.name, task)
+    return list(seen.values())

@@ -1,0 +1,357 @@
+"""Tool-calling environments over a sandbox: the mechanism every sandboxed env shares.
+
+A subclass declares its ``tools`` (OpenAI function schemas) and implements
+:meth:`SandboxEnv.call_tool`; this class does the rest: task selection, sandbox
+lifecycle, reset to any turn of a trajectory (replay with divergence checks and the
+snapshot cache of :mod:`pivotgym.replay`), fork, malformed actions, turn limits, and the
+task's test at the end of an episode.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pivotgym.env import AsyncEnv, Conversation, Message, Observation, ToolCall
+from pivotgym.errors import DataError, DivergenceError, InfraError
+from pivotgym.replay import (
+    POLICIES,
+    CacheEntry,
+    Divergence,
+    Normalizer,
+    SnapshotCache,
+    compare_outputs,
+    prefix_hashes,
+)
+from pivotgym.sandbox import Sandbox, SandboxSpec, get_backend
+from pivotgym.tasks import Task, resolve_task
+from pivotgym.trajectory import Trajectory, parse_trajectory
+
+RESET_OPTIONS = {"task", "trajectory", "turn", "divergence"}
+
+
+class SandboxEnv(AsyncEnv):
+    """An episode is one task in one sandbox; the agent acts through tool calls.
+
+    Keyword options of the constructor (``pivotgym.make(name, **options)``):
+
+    - ``tasks``: the tasks fresh episodes draw from (a list of :class:`Task`);
+    - ``sandbox``: ``"bwrap"`` or ``"docker"`` (default: bwrap where it runs);
+    - ``timeout_s``, ``memory_mb``, ``max_processes``, ``max_output_bytes``, ``disk_mb``:
+      per-exec limits, defaulting to each task's ``task.toml``;
+    - ``max_turns``: assistant turns before the episode is truncated (default: the task's);
+    - ``divergence``: replay policy, ``"strict"`` (default), ``"lenient"`` or ``"off"``;
+    - ``cache``: a :class:`SnapshotCache` to share between environments.
+    """
+
+    name: str = "sandbox"
+    system_prompt: str = "You are an agent working in a sandbox. Use the tools to act."
+
+    def __init__(
+        self,
+        tasks: Sequence[Task] = (),
+        *,
+        sandbox: str | None = None,
+        timeout_s: float | None = None,
+        memory_mb: int | None = None,
+        max_processes: int | None = None,
+        max_output_bytes: int | None = None,
+        disk_mb: int | None = None,
+        max_turns: int | None = None,
+        divergence: Divergence = "strict",
+        cache: SnapshotCache | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if divergence not in POLICIES:
+            raise DataError(f"must be one of {', '.join(POLICIES)}", field="divergence")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise DataError(f"unsupported render mode {render_mode!r}", field="render_mode")
+        self.tasks = list(tasks)
+        self.backend = get_backend(sandbox)
+        self.limit_overrides = {
+            "timeout_s": timeout_s,
+            "memory_mb": memory_mb,
+            "max_processes": max_processes,
+            "max_output_bytes": max_output_bytes,
+            "disk_mb": disk_mb,
+        }
+        self.max_turns_override = max_turns
+        self.divergence = divergence
+        self.cache = (cache or SnapshotCache()).acquire()
+        self.render_mode = render_mode
+        self.observation_space = Conversation()
+        self.action_space = ToolCall(self.tools)
+        self.task: Task | None = None
+        self.sandbox: Sandbox | None = None
+        self.messages: Observation = []
+        self.turn = 0
+        self.done = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ subclass hooks
+
+    @abc.abstractmethod
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Execute one tool call in ``self.sandbox``; return the tool message text and info.
+
+        Raise ``ValueError`` for arguments the tool rejects (the agent sees the message).
+        """
+
+    finishing_tools: frozenset[str] = frozenset()
+    """Tools whose call ends the episode after it runs (e.g. ``submit``)."""
+
+    # ------------------------------------------------------------------------ helpers
+
+    @property
+    def max_turns(self) -> int:
+        if self.max_turns_override is not None:
+            return self.max_turns_override
+        return self.task.config.max_turns if self.task is not None else 20
+
+    def spec_for(self, task: Task) -> SandboxSpec:
+        env_dir = task.environment_dir
+        return SandboxSpec(
+            workdir=task.config.workdir,
+            files=env_dir if env_dir.is_dir() else None,
+            dockerfile=task.dockerfile,
+            limits=task.config.limits(**self.limit_overrides),
+            labels={"task": task.name, "env": self.name},
+        )
+
+    def initial_messages(self, task: Task) -> Observation:
+        return [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": task.instruction},
+        ]
+
+    async def _replace_sandbox(self, sandbox: Sandbox | None) -> None:
+        old, self.sandbox = self.sandbox, sandbox
+        if old is not None:
+            await old.close()
+
+    # -------------------------------------------------------------------------- reset
+
+    async def areset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
+        self._seed(seed)
+        options = dict(options or {})
+        unknown = set(options) - RESET_OPTIONS
+        if unknown:
+            raise DataError(f"unknown reset option(s): {', '.join(sorted(unknown))}",
+                            field="options")  # fmt: skip
+        policy = options.get("divergence", self.divergence)
+        if policy not in POLICIES:
+            raise DataError(f"must be one of {', '.join(POLICIES)}", field="options.divergence")
+        self.done = False
+        if "trajectory" in options:
+            return await self._reset_to_turn(options["trajectory"], options.get("turn", 0), policy)
+        task = self._pick_task(options.get("task"))
+        start = time.perf_counter()
+        await self._replace_sandbox(None)
+        self.task = task
+        self.sandbox = await self.backend.create(self.spec_for(task))
+        self.messages = self.initial_messages(task)
+        self.turn = 0
+        info = {"task": task.name, "turn": 0, "replayed_steps": 0, "restored_from_turn": 0,
+                "divergences": [], "reset_s": time.perf_counter() - start}  # fmt: skip
+        return copy.deepcopy(self.messages), info
+
+    def _pick_task(self, choice: Task | str | None) -> Task:
+        if isinstance(choice, Task):
+            return choice
+        if not self.tasks:
+            raise DataError(f"{self.name}: no tasks to start from; pass tasks= or options['task']")
+        if choice is None:
+            return self.tasks[int(self.np_random.integers(len(self.tasks)))]
+        for task in self.tasks:
+            if task.name == choice:
+                return task
+        raise DataError(f"no task named {choice!r} in this environment", field="options.task")
+
+    async def _reset_to_turn(
+        self, trajectory: Trajectory | dict[str, Any], turn: int, policy: Divergence
+    ) -> tuple[Observation, dict[str, Any]]:
+        if isinstance(trajectory, dict):
+            trajectory = parse_trajectory(trajectory)
+        if not isinstance(turn, int) or not 0 <= turn <= trajectory.num_turns:
+            raise DataError(f"turn {turn!r} out of range 0..{trajectory.num_turns} for "
+                            f"trajectory {trajectory.id!r}", field="options.turn")  # fmt: skip
+        start = time.perf_counter()
+        task = resolve_task(trajectory.task, trajectory.base_dir, source=trajectory.id)
+        self.task = task
+        normalize = Normalizer(task.config.normalize)
+        actions = [trajectory.action(i) for i in range(turn)]
+        hashes = prefix_hashes(actions)
+        spec = self.spec_for(task)
+        cache = self.cache
+        depth, entry = cache.deepest(task.key, hashes)
+        await self._replace_sandbox(None)
+        if entry is not None:
+            cache.hits += 1
+            self.sandbox = await self.backend.create(spec, snapshot=entry.snapshot)
+            divergences = list(entry.divergences)
+        else:
+            cache.misses += 1
+            self.sandbox = await self.backend.create(spec)
+            divergences = []
+            await cache.put(task.key, hashes[0], CacheEntry(await self.sandbox.snapshot()))
+        for i in range(depth, turn):
+            self.turn = i
+            replayed, _, _ = await self._execute(trajectory.action(i))
+            cache.replayed_steps += 1
+            if policy != "off":
+                diff = compare_outputs(trajectory.tool_results(i), replayed, normalize)
+                if diff is not None:
+                    if policy == "strict":
+                        await self._replace_sandbox(None)
+                        raise DivergenceError(trajectory.id, i, *diff)
+                    divergences.append({"turn": i, "recorded": diff[0], "replayed": diff[1]})
+            snap = await self.sandbox.snapshot()
+            await cache.put(task.key, hashes[i + 1], CacheEntry(snap, list(divergences)))
+        self.messages = copy.deepcopy(trajectory.prefix(turn))
+        self.turn = turn
+        info = {
+            "task": task.name,
+            "trajectory": trajectory.id,
+            "turn": turn,
+            "restored_from_turn": depth,
+            "replayed_steps": turn - depth,
+            "divergences": divergences,
+            "reset_s": time.perf_counter() - start,
+        }
+        return copy.deepcopy(self.messages), info
+
+    # --------------------------------------------------------------------------- step
+
+    async def _execute(self, action: Message) -> tuple[list[Message], list[dict[str, Any]], bool]:
+        """Run an assistant message's tool calls; return tool messages, per-call info, finish."""
+        tool_messages: list[Message] = []
+        infos: list[dict[str, Any]] = []
+        finished = False
+        for call in action.get("tool_calls") or []:
+            call_id = call.get("id") if isinstance(call, dict) else None
+            function = call.get("function", {}) if isinstance(call, dict) else {}
+            name = function.get("name")
+            info: dict[str, Any] = {"tool": name, "error": None}
+            if name not in {t["function"]["name"] for t in self.tools}:
+                known = ", ".join(t["function"]["name"] for t in self.tools)
+                content = f"Error: unknown tool {name!r}. Available tools: {known}."
+                info["error"] = "unknown_tool"
+            else:
+                try:
+                    arguments = json.loads(function.get("arguments") or "{}")
+                    if not isinstance(arguments, dict):
+                        raise ValueError("arguments must be a JSON object")
+                except (json.JSONDecodeError, ValueError, TypeError) as exc:
+                    content = f"Error: tool arguments are not a valid JSON object ({exc})."
+                    info["error"] = "invalid_arguments"
+                else:
+                    try:
+                        content, detail = await self.call_tool(name, arguments)
+                        info.update(detail)
+                    except ValueError as exc:
+                        content = f"Error: {exc}"
+                        info["error"] = "invalid_arguments"
+                    finished |= name in self.finishing_tools
+            tool_messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
+            infos.append(info)
+        return tool_messages, infos, finished
+
+    async def astep(self, action: Message) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        if self.sandbox is None or self.task is None:
+            raise RuntimeError("call reset() before step()")
+        if self.done:
+            raise RuntimeError("the episode is over; call reset()")
+        if not isinstance(action, dict) or action.get("role") != "assistant":
+            raise DataError("an action is one assistant message (a dict with role 'assistant')",
+                            field="action")  # fmt: skip
+        info: dict[str, Any] = {"turn": self.turn, "calls": [], "infra_error": None}
+        self.messages.append(copy.deepcopy(action))
+        if action.get("parse_error"):
+            info["malformed"] = action["parse_error"]
+        try:
+            tool_messages, calls, finished = await self._execute(action)
+        except InfraError as exc:
+            info["infra_error"] = str(exc)
+            self.done = True
+            return copy.deepcopy(self.messages), 0.0, False, True, info
+        self.messages.extend(tool_messages)
+        info["calls"] = calls
+        info["tool_errors"] = [c["error"] for c in calls if c.get("error")]
+        self.turn += 1
+        terminated = finished or not action.get("tool_calls")
+        truncated = not terminated and self.turn >= self.max_turns
+        reward = 0.0
+        if terminated or truncated:
+            self.done = True
+            try:
+                reward, test_info = await self.evaluate()
+                info["test"] = test_info
+            except InfraError as exc:
+                info["infra_error"] = str(exc)
+        return copy.deepcopy(self.messages), reward, terminated, truncated, info
+
+    async def evaluate(self) -> tuple[float, dict[str, Any]]:
+        """Run the task's ``tests/test.sh`` in the sandbox; return the reward in [0, 1].
+
+        The reward is ``/logs/verifier/reward.txt`` when the test writes it, else 1 for
+        exit status 0 and 0 otherwise. Anything the agent left in ``/logs/verifier`` is
+        removed first, so it cannot write its own reward.
+        """
+        assert self.sandbox is not None and self.task is not None
+        await self.sandbox.exec(["rm", "-rf", "/logs/verifier", "/tests"], cwd="/")
+        await self.sandbox.upload(self.task.tests_dir, "/tests")
+        result = await self.sandbox.exec(
+            ["bash", "-c", "mkdir -p /logs/verifier && exec bash /tests/test.sh"],
+            timeout_s=self.task.config.verifier_timeout_s,
+        )
+        try:
+            text = (await self.sandbox.read_file("/logs/verifier/reward.txt")).decode().strip()
+            reward = min(1.0, max(0.0, float(text)))
+        except (FileNotFoundError, ValueError):
+            reward = 1.0 if result.exit_code == 0 else 0.0
+        return reward, {"exit_code": result.exit_code, "timed_out": result.timed_out,
+                        "output": result.output[-2000:]}  # fmt: skip
+
+    # --------------------------------------------------------------------- fork/close
+
+    async def afork(self, n: int) -> list[SandboxEnv]:
+        if self.sandbox is None:
+            raise RuntimeError("call reset() before fork()")
+        if n < 1:
+            raise ValueError("fork(n) needs n >= 1")
+        sandboxes = await self.sandbox.fork(n)
+        children = []
+        for sandbox in sandboxes:
+            child = copy.copy(self)
+            child.__dict__ = dict(self.__dict__)
+            child.sandbox = sandbox
+            child.messages = copy.deepcopy(self.messages)
+            child.cache = self.cache.acquire()
+            child._np_random = copy.deepcopy(self._np_random)
+            child._closed = False
+            children.append(child)
+        return children
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._replace_sandbox(None)
+        await self.cache.release()
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        lines = []
+        for m in self.messages:
+            text = m.get("content") or ""
+            for call in m.get("tool_calls") or []:
+                text += f"\n-> {call['function']['name']}({call['function']['arguments']})"
+            lines.append(f"[{m['role']}] {text}")
+        return "\n".join(lines)

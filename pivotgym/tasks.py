@@ -1,0 +1,309 @@
+"""Tasks in Harbor's layout (the Terminal-Bench 2.0 format), on disk or inline.
+
+A task directory holds::
+
+    instruction.md        what the user asks
+    task.toml             timeouts, resources, network, workdir (see TaskConfig)
+    environment/          files the sandbox starts with; a Dockerfile for image backends
+    tests/test.sh         run after the episode; writes the reward to /logs/verifier/reward.txt
+    solution/solve.sh     a reference solution (optional)
+
+An inline spec (as a trajectory's ``task`` field may carry) has the same parts as JSON:
+``{"name", "instruction", "config": {task.toml as a table}, "environment": {path: text},
+"tests": {path: text}, "solution": {path: text}}``; it is written once to a
+content-addressed cache directory so that every backend sees an ordinary task folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pivotgym.errors import DataError
+from pivotgym.sandbox.base import Limits
+
+_PIVOTGYM_KEYS = {
+    "workdir": str,
+    "exec_timeout_sec": (int, float),
+    "max_output_bytes": int,
+    "max_processes": int,
+    "max_turns": int,
+    "normalize": list,
+    "family": str,
+}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The parts of ``task.toml`` that pivotgym acts on.
+
+    Harbor's own tables: ``[agent] timeout_sec`` (whole episode), ``[verifier]
+    timeout_sec``, ``[environment] memory_mb, storage_mb, allow_internet``. pivotgym's
+    table ``[pivotgym]``: ``workdir``, ``exec_timeout_sec`` (one command),
+    ``max_output_bytes``, ``max_processes``, ``max_turns``, ``normalize`` (extra regular
+    expressions whose matches are ignored when replayed outputs are compared), ``family``.
+    """
+
+    agent_timeout_s: float = 600.0
+    verifier_timeout_s: float = 120.0
+    memory_mb: int = 1024
+    storage_mb: int = 256
+    allow_internet: bool = False
+    workdir: str = "/app"
+    exec_timeout_s: float = 30.0
+    max_output_bytes: int = 16_384
+    max_processes: int = 128
+    max_turns: int = 20
+    normalize: tuple[str, ...] = ()
+    family: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def limits(self, **overrides: Any) -> Limits:
+        """Per-exec sandbox limits from this config; keyword overrides win when not None."""
+        values = {
+            "timeout_s": self.exec_timeout_s,
+            "memory_mb": self.memory_mb,
+            "max_processes": self.max_processes,
+            "max_output_bytes": self.max_output_bytes,
+            "disk_mb": self.storage_mb,
+            "network": self.allow_internet,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return Limits(**values)
+
+
+def parse_config(table: Mapping[str, Any], source: Path | str) -> TaskConfig:
+    def get(section: str, key: str, kinds: Any, default: Any) -> Any:
+        value = table.get(section, {}).get(key, default)
+        if not isinstance(value, kinds) or isinstance(value, bool) != (kinds is bool):
+            raise DataError(f"expected {getattr(kinds, '__name__', kinds)}, got {value!r}",
+                            file=source, field=f"{section}.{key}")  # fmt: skip
+        return value
+
+    for section in ("agent", "verifier", "environment", "pivotgym", "metadata"):
+        if not isinstance(table.get(section, {}), dict):
+            raise DataError("must be a table", file=source, field=section)
+    extra = table.get("pivotgym", {})
+    for key, value in extra.items():
+        if key not in _PIVOTGYM_KEYS:
+            raise DataError(f"unknown key (known: {', '.join(sorted(_PIVOTGYM_KEYS))})",
+                            file=source, field=f"pivotgym.{key}")  # fmt: skip
+        if not isinstance(value, _PIVOTGYM_KEYS[key]) or isinstance(value, bool):
+            raise DataError(f"wrong type {type(value).__name__}", file=source,
+                            field=f"pivotgym.{key}")  # fmt: skip
+    normalize = tuple(extra.get("normalize", ()))
+    if not all(isinstance(p, str) for p in normalize):
+        raise DataError("must be a list of regular expressions", file=source,
+                        field="pivotgym.normalize")  # fmt: skip
+    env = table.get("environment", {})
+    allow = env.get("allow_internet", table.get("allow_internet", False))
+    if not isinstance(allow, bool):
+        raise DataError("must be true or false", file=source, field="environment.allow_internet")
+    return TaskConfig(
+        agent_timeout_s=float(get("agent", "timeout_sec", (int, float), 600.0)),
+        verifier_timeout_s=float(get("verifier", "timeout_sec", (int, float), 120.0)),
+        memory_mb=get("environment", "memory_mb", int, 1024),
+        storage_mb=get("environment", "storage_mb", int, 256),
+        allow_internet=allow,
+        workdir=extra.get("workdir", "/app"),
+        exec_timeout_s=float(extra.get("exec_timeout_sec", 30.0)),
+        max_output_bytes=extra.get("max_output_bytes", 16_384),
+        max_processes=extra.get("max_processes", 128),
+        max_turns=extra.get("max_turns", 20),
+        normalize=normalize,
+        family=extra.get("family"),
+        metadata=table.get("metadata", {}),
+    )
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task folder in Harbor's layout, loaded and checked."""
+
+    name: str
+    root: Path
+    instruction: str
+    config: TaskConfig
+
+    @property
+    def environment_dir(self) -> Path:
+        return self.root / "environment"
+
+    @property
+    def dockerfile(self) -> Path | None:
+        path = self.environment_dir / "Dockerfile"
+        return path if path.is_file() else None
+
+    @property
+    def tests_dir(self) -> Path:
+        return self.root / "tests"
+
+    @property
+    def solution(self) -> Path | None:
+        path = self.root / "solution" / "solve.sh"
+        return path if path.is_file() else None
+
+    @functools.cached_property
+    def key(self) -> str:
+        """Content hash of the task folder: equal tasks share snapshots and images."""
+        digest = hashlib.sha256()
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(self.root)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+        return digest.hexdigest()[:16]
+
+
+def load_task(path: str | Path) -> Task:
+    """Load one task directory, checking that its parts are there and well formed."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError("not a task directory", file=root)
+    instruction_file = root / "instruction.md"
+    if not instruction_file.is_file():
+        raise DataError("missing instruction.md", file=root)
+    toml_file = root / "task.toml"
+    table: dict[str, Any] = {}
+    if toml_file.is_file():
+        try:
+            table = tomllib.loads(toml_file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise DataError(f"invalid TOML: {exc}", file=toml_file) from None
+    config = parse_config(table, toml_file)
+    if not (root / "tests" / "test.sh").is_file():
+        raise DataError("missing tests/test.sh", file=root)
+    if (root / "environment").exists() and not (root / "environment").is_dir():
+        raise DataError("environment must be a directory", file=root / "environment")
+    return Task(name=root.name, root=root, instruction=instruction_file.read_text(), config=config)
+
+
+def task_cache_dir() -> Path:
+    configured = os.environ.get("PIVOTGYM_CACHE_DIR")
+    base = (
+        Path(configured)
+        if configured
+        else Path(tempfile.gettempdir()) / f"pivotgym-cache-{os.getuid()}"
+    )
+    return base / "tasks"
+
+
+def materialize_inline(spec: Mapping[str, Any], *, source: str | Path | None = None) -> Task:
+    """Write an inline task spec to its cache folder (once) and load it."""
+    if not isinstance(spec.get("name"), str) or not isinstance(spec.get("instruction"), str):
+        raise DataError("inline task needs string fields 'name' and 'instruction'",
+                        file=source, field="task")  # fmt: skip
+    unknown = set(spec) - {"name", "instruction", "config", "environment", "tests", "solution"}
+    if unknown:
+        raise DataError(f"unknown field(s) {', '.join(sorted(unknown))}", file=source, field="task")
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+    root = task_cache_dir() / f"{spec['name']}-{hashlib.sha256(canonical).hexdigest()[:16]}"
+    if not (root / ".complete").exists():
+        tmp = Path(tempfile.mkdtemp(dir=_ensure(root.parent)))
+        (tmp / "instruction.md").write_text(spec["instruction"])
+        (tmp / "task.toml").write_text(dump_toml(spec.get("config", {})))
+        for part in ("environment", "tests", "solution"):
+            files = spec.get(part, {})
+            if not isinstance(files, dict):
+                raise DataError(
+                    "must map paths to file contents", file=source, field=f"task.{part}"
+                )
+            (tmp / part).mkdir()
+            for rel, content in files.items():
+                dest = (tmp / part / rel).resolve()
+                if not dest.is_relative_to((tmp / part).resolve()):
+                    raise DataError(
+                        f"path escapes the task: {rel!r}", file=source, field=f"task.{part}"
+                    )
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(_file_bytes(content, source, f"task.{part}.{rel}"))
+                if part != "environment" and rel.endswith(".sh"):
+                    dest.chmod(0o755)
+        (tmp / ".complete").write_text("")
+        try:
+            tmp.rename(root)
+        except OSError:  # another process materialized it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    task = load_task(root)
+    return Task(name=spec["name"], root=root, instruction=task.instruction, config=task.config)
+
+
+def encode_file(data: str | bytes) -> str | dict[str, str]:
+    """A file's content as an inline spec stores it: text as is, binary as base64."""
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii")}
+
+
+def _file_bytes(content: Any, source: Any, field: str) -> bytes:
+    if isinstance(content, str):
+        return content.encode("utf-8")
+    if isinstance(content, dict) and set(content) == {"base64"}:
+        try:
+            return base64.b64decode(content["base64"], validate=True)
+        except (ValueError, TypeError):
+            pass
+    raise DataError('must be text or {"base64": ...}', file=source, field=field)
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def dump_toml(table: Mapping[str, Any]) -> str:
+    """A two-level TOML document (what task.toml needs), without a writer dependency."""
+    lines: list[str] = []
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    for key, value in scalars.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    for section, values in table.items():
+        if isinstance(values, dict):
+            lines.append(f"\n[{section}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def resolve_task(
+    task: str | Mapping[str, Any], base_dir: Path | None, *, source: Any = None
+) -> Task:
+    """A trajectory's ``task`` field as a :class:`Task`: a path (relative to ``base_dir``)
+    or an inline spec."""
+    if isinstance(task, str):
+        path = Path(task)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return load_task(path)
+    return materialize_inline(task, source=source)
+
+
+def load_task_dir(path: str | Path) -> list[Task]:
+    """Every task folder directly inside ``path``, sorted by name."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError("no such task directory", file=root)
+    if (root / "instruction.md").is_file():
+        return [load_task(root)]
+    tasks = [load_task(p) for p in sorted(root.iterdir()) if p.is_dir()]
+    if not tasks:
+        raise DataError("no task folders found", file=root)
+    return tasks

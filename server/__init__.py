@@ -1,0 +1,1 @@
+"""HTTP services of pivotgym (sampling server and environment gateway)."""
