@@ -14,6 +14,8 @@ inside              host directory
 ``/run/pivotgym``   ``<sandbox>/state``
 ==================  =======================================
 
+Everything else is read-only, so state lives only where snapshots and forks see it.
+
 Every exec is a fresh ``bwrap`` with all namespaces unshared (user, pid, net, ipc, uts,
 cgroup): when the command exits, its pid namespace dies and takes every child with it,
 so nothing outlives an exec. Memory and process count are limited by a per-sandbox
@@ -202,7 +204,9 @@ class BwrapSandbox(Sandbox):
         cmd += ["--proc", "/proc", "--dev", "/dev", "--symlink", "/tmp", "/var/tmp"]
         for inside, sub in self._mounts.items():
             cmd += ["--bind", str(self.root / sub), inside]
-        cmd += ["--chdir", cwd, "--clearenv"]
+        # The root is bwrap's scratch tmpfs: a write there would succeed and then vanish
+        # with the exec (and escape the disk quota), so it fails loudly instead.
+        cmd += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
         for key, value in env.items():
             cmd += ["--setenv", key, value]
         cmd += ["--", *argv]
