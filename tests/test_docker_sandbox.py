@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sandbox_checks import (
+    FLOOD,
+    FLOOD_BYTES,
+    FORK_BOMB,
+    FORK_COUNTER,
+    LEAVE_CHILDREN,
+    MEMORY_HOG,
+    STUBBORN,
+    run,
+    tcp_listener,
+)
 
 from pivotgym.errors import DataError, InfraError
 from pivotgym.sandbox import leases
@@ -32,10 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def backend() -> DockerBackend:
     return DockerBackend()
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 async def _processes(sb) -> list[str]:
@@ -98,11 +104,11 @@ def test_output_flood_is_truncated_and_counted(backend):
     async def go():
         spec = SandboxSpec(limits=Limits(max_output_bytes=1000))
         async with await backend.create(spec) as sb:
-            res = await sb.exec(["sh", "-c", "yes pivot | head -c 5000000"])
+            res = await sb.exec(["sh", "-c", FLOOD])
             assert res.exit_code == 0 and res.truncated
-            assert res.output_bytes == 5_000_000
+            assert res.output_bytes == FLOOD_BYTES
             assert res.output.startswith("pivot\npivot\n")
-            assert res.output.endswith(TRUNCATION_MARKER.format(dropped=5_000_000 - 1000))
+            assert res.output.endswith(TRUNCATION_MARKER.format(dropped=FLOOD_BYTES - 1000))
 
     run(go())
 
@@ -110,7 +116,7 @@ def test_output_flood_is_truncated_and_counted(backend):
 def test_memory_hog_is_killed_and_sandbox_stays_usable(backend):
     async def go():
         async with await backend.create(SandboxSpec(limits=Limits(memory_mb=64))) as sb:
-            res = await sb.exec(["python3", "-c", "x = b'a' * (512 << 20); print('survived')"])
+            res = await sb.exec(["python3", "-c", MEMORY_HOG])
             assert res.exit_code == 128 + 9 and not res.timed_out
             assert "survived" not in res.output
             assert (await sb.exec(["echo", "ok"])).output == "ok\n"
@@ -119,29 +125,13 @@ def test_memory_hog_is_killed_and_sandbox_stays_usable(backend):
 
 
 def test_fork_bomb_is_contained(backend):
-    count_forks = textwrap.dedent(
-        """
-        import os, time
-        n = 0
-        try:
-            while n < 10000:
-                if os.fork() == 0:
-                    time.sleep(60)
-                    os._exit(0)
-                n += 1
-        except OSError:
-            pass
-        print(n)
-        """
-    )
-
     async def go():
         spec = SandboxSpec(limits=Limits(max_processes=32, timeout_s=5))
         async with await backend.create(spec) as sb:
-            res = await sb.exec(["python3", "-c", count_forks])
+            res = await sb.exec(["python3", "-c", FORK_COUNTER])
             assert res.exit_code == 0
             assert 0 < int(res.output) < 32
-            await sb.exec(["bash", "-c", ":(){ :|:& };:; sleep 2"], timeout_s=3)
+            await sb.exec(["bash", "-c", FORK_BOMB], timeout_s=3)
             assert (await sb.exec(["echo", "alive"])).output == "alive\n"
             assert await _processes(sb) == []
 
@@ -149,26 +139,18 @@ def test_fork_bomb_is_contained(backend):
 
 
 def test_network_is_closed(backend):
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.setblocking(False)
-    port = listener.getsockname()[1]
-
     async def go():
         async with await backend.create(SandboxSpec()) as sb:
             res = await sb.exec(["ls", "/sys/class/net"])
             assert res.output.split() == ["lo"]
-            for host in ("127.0.0.1", "172.17.0.1"):
-                res = await sb.exec(["bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}"], timeout_s=5)
-                assert res.exit_code != 0 and not res.timed_out
+            with tcp_listener() as port:
+                for host in ("127.0.0.1", "172.17.0.1"):
+                    res = await sb.exec(
+                        ["bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}"], timeout_s=5
+                    )
+                    assert res.exit_code != 0 and not res.timed_out
 
-    try:
-        run(go())
-        with pytest.raises(BlockingIOError):
-            listener.accept()
-    finally:
-        listener.close()
+    run(go())
 
 
 def test_host_files_are_untouched(backend, tmp_path):
@@ -189,24 +171,13 @@ def test_host_files_are_untouched(backend, tmp_path):
 
 
 def test_leftover_processes_are_gone_after_exec(backend):
-    stubborn = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"
-    )
-
     async def go():
         async with await backend.create(SandboxSpec()) as sb:
-            res = await sb.exec(
-                [
-                    "sh",
-                    "-c",
-                    f"sleep 1000 & nohup sleep 1001 >/dev/null 2>&1 & "
-                    f"setsid python3 -c '{stubborn}' & sleep 0.3; echo started",
-                ]
-            )
+            res = await sb.exec(["sh", "-c", LEAVE_CHILDREN])
             assert res.output == "started\n" and res.exit_code == 0
             assert await _processes(sb) == []
             # The same for a foreground command that ignores SIGTERM and runs out of time.
-            res = await sb.exec(["python3", "-c", stubborn], timeout_s=1)
+            res = await sb.exec(["python3", "-c", STUBBORN], timeout_s=1)
             assert res.timed_out
             assert await _processes(sb) == []
 
