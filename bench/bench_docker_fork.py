@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import statistics
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+
+from report import print_table, ratio_line, timing_rows, write_json
 
 from pivotgym.sandbox.base import SandboxSpec
 from pivotgym.sandbox.docker import DockerBackend
 from pivotgym.sandbox.docker_images import BASE_IMAGE
 
-RESULTS = Path(__file__).parent / "results" / "docker_fork.json"
+TARGET = 2.0
 
 
 async def fork_side(backend: DockerBackend, n: int) -> float:
@@ -97,38 +95,20 @@ def main() -> None:
         for name, run in sides.items():
             rounds[name].append(run())
 
-    medians = {name: statistics.median(times) for name, times in rounds.items()}
-    fork_name, baseline_name = list(sides)[:2]
-    ratio = medians[fork_name] / medians[baseline_name]
-
-    width = max(map(len, sides))
-    print(f"{'side':<{width}}  {'median s':>9}  {'min s':>7}  {'max s':>7}  {'vs base':>7}")
-    for name, times in rounds.items():
-        print(
-            f"{name:<{width}}  {medians[name]:>9.3f}  {min(times):>7.3f}  {max(times):>7.3f}"
-            f"  {medians[name] / medians[baseline_name]:>6.2f}x"
-        )
-    verdict = "meets" if ratio <= 2 else "misses"
-    print(f"fork/bare ratio {ratio:.2f} ({verdict} the 2x target)")
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "docker_fork",
+    fork_name, baseline = list(sides)[:2]
+    headers, rows = timing_rows(rounds, baseline)
+    print_table(headers, rows)
+    ratio = statistics.median(rounds[fork_name]) / statistics.median(rounds[baseline])
+    print(ratio_line("fork/bare", ratio, TARGET))
+    write_json("docker_fork", {
         "n": args.n,
         "rounds": args.rounds,
-        "host": {
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "docker": _cli("version", "--format", "{{.Server.Version}}"),
-        },
         "seconds": rounds,
-        "median_s": medians,
-        "baseline": baseline_name,
+        "median_s": {name: statistics.median(times) for name, times in rounds.items()},
+        "baseline": baseline,
         "ratio_to_baseline": ratio,
-        "target_ratio": 2.0,
-    }
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+        "target_ratio": TARGET,
+    })  # fmt: skip
 
 
 if __name__ == "__main__":
