@@ -51,8 +51,10 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         running = None
     if running is _loop:
         coro.close()
-        raise RuntimeError("a synchronous env method was called from inside pivotgym's own loop; "
-                           "await the async twin (areset/astep/afork/aclose) instead")  # fmt: skip
+        raise RuntimeError(
+            "a synchronous env method was called from inside pivotgym's own loop; "
+            "await the async twin (areset/astep/afork/aclose) instead"
+        )
     return asyncio.run_coroutine_threadsafe(coro, _loop).result()
 
 

@@ -147,8 +147,10 @@ def make(name: str, *, split: str | None = None, tasks: Any = None, **options: A
 def _split_of(spec: EnvSpec, split: str | None, kind: str) -> str:
     split = split or spec.default_split
     if split not in spec.splits:
-        raise DataError(f"environment {spec.name!r} has no {kind} split {split!r} "
-                        f"(splits: {', '.join(spec.splits) or 'none'})")  # fmt: skip
+        raise DataError(
+            f"environment {spec.name!r} has no {kind} split {split!r} "
+            f"(splits: {', '.join(spec.splits) or 'none'})"
+        )
     return split
 
 
@@ -159,8 +161,9 @@ def load_trajectories(source: str | Path, split: str | None = None) -> list[Traj
         spec = get_spec(source)
         split = _split_of(spec, split, "trajectory")
         if split not in spec.trajectories:
-            raise DataError(f"environment {spec.name!r} bundles no trajectories for split "
-                            f"{split!r}")  # fmt: skip
+            raise DataError(
+                f"environment {spec.name!r} bundles no trajectories for split {split!r}"
+            )
         path = spec.trajectories[split]
     return list(iter_trajectories(path))
 

@@ -31,14 +31,17 @@ POLICIES: tuple[str, ...] = ("strict", "lenient", "off")
 # What legitimately differs between a recording and its replay.
 DEFAULT_NORMALIZERS: tuple[tuple[str, str], ...] = (
     (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?", "<TIME>"),
-    (r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d+ "
-     r"\d{2}:\d{2}:\d{2}( [A-Z]{3,4})? \d{4}\b", "<TIME>"),
+    (
+        r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d+ "
+        r"\d{2}:\d{2}:\d{2}( [A-Z]{3,4})? \d{4}\b",
+        "<TIME>",
+    ),
     (r"\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d+ +(\d{2}:\d{2}|\d{4})\b", "<TIME>"),
     (r"\b\d+m\d+\.\d+s\b", "<DURATION>"),
     (r"\b(pid|PID|process) \d+\b", r"\1 <PID>"),
     (r"^\[\d+\]\s+\d+$", "[<JOB>] <PID>"),
     (r"/tmp/tmp\.[A-Za-z0-9]{6,}", "/tmp/tmp.<RANDOM>"),
-)  # fmt: skip
+)
 
 
 class Normalizer:
@@ -53,8 +56,9 @@ class Normalizer:
             try:
                 self.rules.append((re.compile(pattern, re.MULTILINE), "<VARIES>"))
             except re.error as exc:
-                raise DataError(f"bad regular expression {pattern!r}: {exc}",
-                                field="pivotgym.normalize") from None  # fmt: skip
+                raise DataError(
+                    f"bad regular expression {pattern!r}: {exc}", field="pivotgym.normalize"
+                ) from None
 
     def __call__(self, text: str) -> str:
         for pattern, replacement in self.rules:
@@ -124,7 +128,7 @@ class SnapshotCache:
             await self.clear()
 
     def deepest(self, task_key: str, hashes: Sequence[str]) -> tuple[int, CacheEntry | None]:
-        """The largest ``k`` with a cached state for ``hashes[k]`` (and the entry), or ``(0, None)``."""
+        """The deepest cached prefix: ``(k, entry)`` for the largest cached ``hashes[k]``."""
         for k in range(len(hashes) - 1, -1, -1):
             entry = self._entries.get((task_key, hashes[k]))
             if entry is not None:

@@ -14,6 +14,7 @@ import copy
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pivotgym.env import AsyncEnv, Conversation, Message, Observation, ToolCall
@@ -32,6 +33,27 @@ from pivotgym.tasks import Task, resolve_task
 from pivotgym.trajectory import Trajectory, parse_trajectory
 
 RESET_OPTIONS = {"task", "trajectory", "turn", "divergence"}
+
+
+@dataclass
+class EnvStats:
+    """Wall-clock and counts of what an environment did.
+
+    Kept out of ``info`` on purpose: ``info`` is a function of the state and the action
+    (Gymnasium's determinism check compares it across identical steps), while seconds
+    vary from run to run. ``last_step_s`` and ``last_call_s`` give the latest step's
+    timing; the totals feed cost accounting.
+    """
+
+    resets: int = 0
+    reset_s: float = 0.0
+    replayed_steps: int = 0
+    steps: int = 0
+    step_s: float = 0.0
+    tool_calls: int = 0
+    exec_s: float = 0.0
+    last_step_s: float = 0.0
+    last_call_s: list[float] = field(default_factory=list)
 
 
 class SandboxEnv(AsyncEnv):
@@ -90,6 +112,7 @@ class SandboxEnv(AsyncEnv):
         self.messages: Observation = []
         self.turn = 0
         self.done = False
+        self.stats = EnvStats()
         self._closed = False
 
     # ------------------------------------------------------------------ subclass hooks
@@ -142,8 +165,9 @@ class SandboxEnv(AsyncEnv):
         options = dict(options or {})
         unknown = set(options) - RESET_OPTIONS
         if unknown:
-            raise DataError(f"unknown reset option(s): {', '.join(sorted(unknown))}",
-                            field="options")  # fmt: skip
+            raise DataError(
+                f"unknown reset option(s): {', '.join(sorted(unknown))}", field="options"
+            )
         policy = options.get("divergence", self.divergence)
         if policy not in POLICIES:
             raise DataError(f"must be one of {', '.join(POLICIES)}", field="options.divergence")
@@ -157,9 +181,20 @@ class SandboxEnv(AsyncEnv):
         self.sandbox = await self.backend.create(self.spec_for(task))
         self.messages = self.initial_messages(task)
         self.turn = 0
-        info = {"task": task.name, "turn": 0, "replayed_steps": 0, "restored_from_turn": 0,
-                "divergences": [], "reset_s": time.perf_counter() - start}  # fmt: skip
+        info = {
+            "task": task.name,
+            "turn": 0,
+            "replayed_steps": 0,
+            "restored_from_turn": 0,
+            "divergences": [],
+        }
+        self._count_reset(start, 0)
         return copy.deepcopy(self.messages), info
+
+    def _count_reset(self, start: float, replayed: int) -> None:
+        self.stats.resets += 1
+        self.stats.reset_s += time.perf_counter() - start
+        self.stats.replayed_steps += replayed
 
     def _pick_task(self, choice: Task | str | None) -> Task:
         if isinstance(choice, Task):
@@ -179,8 +214,11 @@ class SandboxEnv(AsyncEnv):
         if isinstance(trajectory, dict):
             trajectory = parse_trajectory(trajectory)
         if not isinstance(turn, int) or not 0 <= turn <= trajectory.num_turns:
-            raise DataError(f"turn {turn!r} out of range 0..{trajectory.num_turns} for "
-                            f"trajectory {trajectory.id!r}", field="options.turn")  # fmt: skip
+            raise DataError(
+                f"turn {turn!r} out of range 0..{trajectory.num_turns} for "
+                f"trajectory {trajectory.id!r}",
+                field="options.turn",
+            )
         start = time.perf_counter()
         task = resolve_task(trajectory.task, trajectory.base_dir, source=trajectory.id)
         self.task = task
@@ -222,8 +260,8 @@ class SandboxEnv(AsyncEnv):
             "restored_from_turn": depth,
             "replayed_steps": turn - depth,
             "divergences": divergences,
-            "reset_s": time.perf_counter() - start,
         }
+        self._count_reset(start, turn - depth)
         return copy.deepcopy(self.messages), info
 
     # --------------------------------------------------------------------------- step
@@ -268,8 +306,10 @@ class SandboxEnv(AsyncEnv):
         if self.done:
             raise RuntimeError("the episode is over; call reset()")
         if not isinstance(action, dict) or action.get("role") != "assistant":
-            raise DataError("an action is one assistant message (a dict with role 'assistant')",
-                            field="action")  # fmt: skip
+            raise DataError(
+                "an action is one assistant message (a dict with role 'assistant')", field="action"
+            )
+        start = time.perf_counter()
         info: dict[str, Any] = {"turn": self.turn, "calls": [], "infra_error": None}
         self.messages.append(copy.deepcopy(action))
         if action.get("parse_error"):
@@ -281,6 +321,9 @@ class SandboxEnv(AsyncEnv):
             self.done = True
             return copy.deepcopy(self.messages), 0.0, False, True, info
         self.messages.extend(tool_messages)
+        self.stats.last_call_s = [c.pop("duration_s", 0.0) for c in calls]
+        self.stats.tool_calls += len(calls)
+        self.stats.exec_s += sum(self.stats.last_call_s)
         info["calls"] = calls
         info["tool_errors"] = [c["error"] for c in calls if c.get("error")]
         self.turn += 1
@@ -294,6 +337,9 @@ class SandboxEnv(AsyncEnv):
                 info["test"] = test_info
             except InfraError as exc:
                 info["infra_error"] = str(exc)
+        self.stats.steps += 1
+        self.stats.last_step_s = time.perf_counter() - start
+        self.stats.step_s += self.stats.last_step_s
         return copy.deepcopy(self.messages), reward, terminated, truncated, info
 
     async def evaluate(self) -> tuple[float, dict[str, Any]]:
@@ -315,8 +361,11 @@ class SandboxEnv(AsyncEnv):
             reward = min(1.0, max(0.0, float(text)))
         except (FileNotFoundError, ValueError):
             reward = 1.0 if result.exit_code == 0 else 0.0
-        return reward, {"exit_code": result.exit_code, "timed_out": result.timed_out,
-                        "output": result.output[-2000:]}  # fmt: skip
+        return reward, {
+            "exit_code": result.exit_code,
+            "timed_out": result.timed_out,
+            "output": result.output[-2000:],
+        }
 
     # --------------------------------------------------------------------- fork/close
 
@@ -335,6 +384,7 @@ class SandboxEnv(AsyncEnv):
             child.cache = self.cache.acquire()
             child._np_random = copy.deepcopy(self._np_random)
             child._closed = False
+            child.stats = EnvStats()
             children.append(child)
         return children
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import gzip
 import hashlib
 import json
 import os
@@ -86,8 +87,11 @@ def parse_config(table: Mapping[str, Any], source: Path | str) -> TaskConfig:
     def get(section: str, key: str, kinds: Any, default: Any) -> Any:
         value = table.get(section, {}).get(key, default)
         if not isinstance(value, kinds) or isinstance(value, bool) != (kinds is bool):
-            raise DataError(f"expected {getattr(kinds, '__name__', kinds)}, got {value!r}",
-                            file=source, field=f"{section}.{key}")  # fmt: skip
+            raise DataError(
+                f"expected {getattr(kinds, '__name__', kinds)}, got {value!r}",
+                file=source,
+                field=f"{section}.{key}",
+            )
         return value
 
     for section in ("agent", "verifier", "environment", "pivotgym", "metadata"):
@@ -96,15 +100,20 @@ def parse_config(table: Mapping[str, Any], source: Path | str) -> TaskConfig:
     extra = table.get("pivotgym", {})
     for key, value in extra.items():
         if key not in _PIVOTGYM_KEYS:
-            raise DataError(f"unknown key (known: {', '.join(sorted(_PIVOTGYM_KEYS))})",
-                            file=source, field=f"pivotgym.{key}")  # fmt: skip
+            raise DataError(
+                f"unknown key (known: {', '.join(sorted(_PIVOTGYM_KEYS))})",
+                file=source,
+                field=f"pivotgym.{key}",
+            )
         if not isinstance(value, _PIVOTGYM_KEYS[key]) or isinstance(value, bool):
-            raise DataError(f"wrong type {type(value).__name__}", file=source,
-                            field=f"pivotgym.{key}")  # fmt: skip
+            raise DataError(
+                f"wrong type {type(value).__name__}", file=source, field=f"pivotgym.{key}"
+            )
     normalize = tuple(extra.get("normalize", ()))
     if not all(isinstance(p, str) for p in normalize):
-        raise DataError("must be a list of regular expressions", file=source,
-                        field="pivotgym.normalize")  # fmt: skip
+        raise DataError(
+            "must be a list of regular expressions", file=source, field="pivotgym.normalize"
+        )
     env = table.get("environment", {})
     allow = env.get("allow_internet", table.get("allow_internet", False))
     if not isinstance(allow, bool):
@@ -199,8 +208,9 @@ def task_cache_dir() -> Path:
 def materialize_inline(spec: Mapping[str, Any], *, source: str | Path | None = None) -> Task:
     """Write an inline task spec to its cache folder (once) and load it."""
     if not isinstance(spec.get("name"), str) or not isinstance(spec.get("instruction"), str):
-        raise DataError("inline task needs string fields 'name' and 'instruction'",
-                        file=source, field="task")  # fmt: skip
+        raise DataError(
+            "inline task needs string fields 'name' and 'instruction'", file=source, field="task"
+        )
     unknown = set(spec) - {"name", "instruction", "config", "environment", "tests", "solution"}
     if unknown:
         raise DataError(f"unknown field(s) {', '.join(sorted(unknown))}", file=source, field="task")
@@ -234,6 +244,24 @@ def materialize_inline(spec: Mapping[str, Any], *, source: str | Path | None = N
             shutil.rmtree(tmp, ignore_errors=True)
     task = load_task(root)
     return Task(name=spec["name"], root=root, instruction=task.instruction, config=task.config)
+
+
+def load_task_specs(path: Path) -> list[Task]:
+    """Tasks from a JSONL file of inline specs, in file order."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    tasks = []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                spec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"not valid JSON ({exc.msg})", file=path, line=lineno) from None
+            if not isinstance(spec, dict):
+                raise DataError("a task spec must be a JSON object", file=path, line=lineno)
+            tasks.append(materialize_inline(spec, source=f"{path}:{lineno}"))
+    return tasks
 
 
 def encode_file(data: str | bytes) -> str | dict[str, str]:
@@ -297,8 +325,15 @@ def resolve_task(
 
 
 def load_task_dir(path: str | Path) -> list[Task]:
-    """Every task folder directly inside ``path``, sorted by name."""
+    """Every task folder directly inside ``path``, sorted by name.
+
+    ``path`` may also be a JSONL file (``.jsonl`` or ``.jsonl.gz``) of inline task specs,
+    one a line, which is how datasets with git repositories inside their tasks travel
+    (a repository cannot hold another one's ``.git`` folder).
+    """
     root = Path(path)
+    if root.is_file():
+        return load_task_specs(root)
     if not root.is_dir():
         raise DataError("no such task directory", file=root)
     if (root / "instruction.md").is_file():

@@ -113,8 +113,9 @@ def validate_messages(messages: Any, where: dict[str, Any]) -> None:
             for j, call in enumerate(calls):
                 open_calls.add(_validate_call(call, f"{at}.tool_calls[{j}]", where))
             if content is None and not calls:
-                raise DataError("assistant message has neither content nor tool_calls",
-                                field=at, **where)  # fmt: skip
+                raise DataError(
+                    "assistant message has neither content nor tool_calls", field=at, **where
+                )
         elif role == "tool":
             call_id = message.get("tool_call_id")
             if call_id not in open_calls:
@@ -149,8 +150,9 @@ def _validate_call(call: Any, at: str, where: dict[str, Any]) -> str:
     try:
         parsed = json.loads(arguments)
     except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON ({exc.msg})", field=f"{at}.function.arguments",
-                        **where) from None  # fmt: skip
+        raise DataError(
+            f"not valid JSON ({exc.msg})", field=f"{at}.function.arguments", **where
+        ) from None
     if not isinstance(parsed, dict):
         raise DataError("must encode a JSON object", field=f"{at}.function.arguments", **where)
     return call_id
@@ -165,8 +167,9 @@ def parse_trajectory(row: Any, *, file: Path | None = None, line: int | None = N
             raise DataError("required, a non-empty string", field=key, **where)
     task = row.get("task")
     if not isinstance(task, str | dict) or not task:
-        raise DataError("required: a task directory path or an inline task spec", field="task",
-                        **where)  # fmt: skip
+        raise DataError(
+            "required: a task directory path or an inline task spec", field="task", **where
+        )
     unknown = set(row) - {"id", "env", "task", "messages", "metadata"}
     if unknown:
         raise DataError(f"unknown field(s) {', '.join(sorted(unknown))}", **where)
@@ -203,12 +206,17 @@ def iter_trajectories(path: str | Path) -> Iterator[Trajectory]:
             try:
                 row = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})", file=path,
-                                line=lineno) from None  # fmt: skip
+                raise DataError(
+                    f"not valid JSON ({exc.msg} at column {exc.colno})", file=path, line=lineno
+                ) from None
             trajectory = parse_trajectory(row, file=path, line=lineno)
             if trajectory.id in seen:
-                raise DataError(f"duplicate id {trajectory.id!r} (first on line {seen[trajectory.id]})",
-                                file=path, line=lineno, field="id")  # fmt: skip
+                raise DataError(
+                    f"duplicate id {trajectory.id!r} (first on line {seen[trajectory.id]})",
+                    file=path,
+                    line=lineno,
+                    field="id",
+                )
             seen[trajectory.id] = lineno
             yield trajectory
 

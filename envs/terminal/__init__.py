@@ -14,6 +14,6 @@ ENV = EnvSpec(
     name="terminal",
     entry_point="pivotgym.envs.terminal.env:TerminalEnv",
     description="bash in a sandbox; shell-work tasks in Harbor's format with expert trajectories",
-    trajectories={"train": DATA / "train.jsonl.gz"},
-    tasks={"test": DATA / "tasks" / "test", "ood": DATA / "tasks" / "ood"},
+    trajectories={"train": DATA / "train.jsonl.gz", "test": DATA / "test.jsonl.gz"},
+    tasks={"test": DATA / "tasks-test.jsonl.gz", "ood": DATA / "tasks-ood.jsonl.gz"},
 )

@@ -15,7 +15,7 @@ at the turn limit; the task's test then scores it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pivotgym.sandbox_env import SandboxEnv
 
@@ -25,7 +25,10 @@ STATE_DIR = "/run/pivotgym"
 RUNNER = f"""
 if [ -f {STATE_DIR}/env ]; then . {STATE_DIR}/env; fi
 cd -- "$(cat {STATE_DIR}/cwd 2>/dev/null || printf %s "$2")" 2>/dev/null || cd -- "$2"
-trap 'mkdir -p {STATE_DIR} 2>/dev/null; pwd > {STATE_DIR}/cwd 2>/dev/null; export -p > {STATE_DIR}/env 2>/dev/null' EXIT
+__pg_save() {{
+    mkdir -p {STATE_DIR} && pwd > {STATE_DIR}/cwd && export -p > {STATE_DIR}/env
+}} 2>/dev/null
+trap __pg_save EXIT
 eval "$1"
 """
 
@@ -75,7 +78,7 @@ class TerminalEnv(SandboxEnv):
         "and change files in the working directory. Work step by step: look, act, check. "
         "When the task is done, reply with a short summary and no tool call."
     )
-    tools = [BASH_TOOL, SUBMIT_TOOL]
+    tools: ClassVar[list[dict[str, Any]]] = [BASH_TOOL, SUBMIT_TOOL]
     finishing_tools = frozenset({"submit"})
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -104,7 +107,7 @@ class TerminalEnv(SandboxEnv):
         content = format_result(result.output, result.exit_code, result.timed_out, timeout_s)
         return content, {
             "exit_code": result.exit_code,
-            "duration_s": result.duration_s,
+            "duration_s": result.duration_s,  # moved to env.stats by the step
             "timed_out": result.timed_out,
             "output_truncated": result.truncated,
             "output_bytes": result.output_bytes,

@@ -77,8 +77,9 @@ class SandboxSpec:
     """What a new sandbox starts from.
 
     ``files`` is a host directory copied into ``workdir`` at creation (a task's
-    ``environment/`` folder), less a top-level :data:`IMAGE_RECIPE`. ``dockerfile`` is used by image-based backends to build the
-    sandbox's image; backends that share the host's userland ignore it. ``env`` adds to
+    ``environment/`` folder), less a top-level :data:`IMAGE_RECIPE`. ``dockerfile`` is
+    used by image-based backends to build the sandbox's image; backends that share the
+    host's userland ignore it. ``env`` adds to
     :data:`DETERMINISTIC_ENV`. ``labels`` are free-form tags recorded on the sandbox.
     """
 

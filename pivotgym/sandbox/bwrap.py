@@ -70,11 +70,32 @@ _FIXED_MOUNTS = {
 # The parts of the host's /etc that programs need; the rest (credentials, host config)
 # stays invisible.
 _ETC = (
-    "passwd", "group", "nsswitch.conf", "hosts", "host.conf", "ld.so.cache", "ld.so.conf",
-    "ld.so.conf.d", "alternatives", "ssl", "ca-certificates", "localtime", "timezone",
-    "mime.types", "magic", "magic.mime", "bash.bashrc", "inputrc", "profile", "os-release",
-    "debian_version", "python3", "python3.11", "protocols", "services",
-)  # fmt: skip
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "host.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "ssl",
+    "ca-certificates",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "magic",
+    "magic.mime",
+    "bash.bashrc",
+    "inputrc",
+    "profile",
+    "os-release",
+    "debian_version",
+    "python3",
+    "python3.11",
+    "protocols",
+    "services",
+)
 _TRANSFER_LIMIT = 1 << 34  # file transfers are not model output: keep everything
 
 
@@ -429,11 +450,32 @@ class BwrapBackend(Backend):
         if shutil.which("bwrap") is None:
             return "bwrap is not installed (apt-get install bubblewrap)"
         probe = subprocess.run(
-            ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/usr", "/usr",
-             "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink",
-             "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev", "true"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                "bwrap",
+                "--unshare-all",
+                "--unshare-user",
+                "--ro-bind",
+                "/usr",
+                "/usr",
+                "--symlink",
+                "usr/bin",
+                "/bin",
+                "--symlink",
+                "usr/lib",
+                "/lib",
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "true",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if probe.returncode != 0:
             return f"bwrap cannot create namespaces here: {probe.stderr.strip()}"
         return None

@@ -7,9 +7,11 @@ the recorded tool outputs are what the environment really prints, and every reco
 episode must pass its task's test (a failing demonstration aborts the build). Outputs:
 
 - ``train.jsonl.gz``: trajectories of the training families, tasks inline;
-- ``tasks/test/<name>/``: held-out instances of the training families, Harbor layout;
-- ``tasks/ood/<name>/``: instances of the held-out families (out-of-family evaluation);
-- ``test.jsonl.gz``: expert trajectories of the test tasks, ``task`` as a relative path.
+- ``tasks-test.jsonl.gz``: held-out instances of the training families, as inline task
+  specs (Harbor folders once loaded; a git repository cannot carry the ``.git``
+  folders of the git tasks, so folders are not stored);
+- ``tasks-ood.jsonl.gz``: instances of the held-out families (out-of-family evaluation);
+- ``test.jsonl.gz``: expert trajectories of the test tasks.
 
 The build is deterministic: the same seed rebuilds the same bytes.
 """
@@ -19,10 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gzip
 import hashlib
 import json
 import random
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -35,7 +37,7 @@ from pivotgym.envs.terminal.suite.families import FAMILIES, HELD_OUT_FAMILIES
 from pivotgym.envs.terminal.suite.plan import TaskPlan
 
 from pivotgym.errors import PivotgymError
-from pivotgym.tasks import Task, dump_toml, encode_file, load_task, materialize_inline
+from pivotgym.tasks import Task, encode_file, materialize_inline
 from pivotgym.trajectory import Trajectory, save_trajectories
 
 SPLITS = {"train": 0, "test": 100_000, "ood": 200_000}  # index offsets keep names unique
@@ -76,25 +78,6 @@ def inline_spec(plan: TaskPlan, split: str) -> dict[str, Any]:
         "tests": {"test.sh": plan.test_sh},
         "solution": {"solve.sh": plan.solution_sh},
     }
-
-
-def write_task_dir(plan: TaskPlan, split: str, root: Path) -> Task:
-    folder = root / plan.name
-    (folder / "environment").mkdir(parents=True)
-    (folder / "instruction.md").write_text(plan.instruction)
-    (folder / "task.toml").write_text(dump_toml(task_config(plan, split)))
-    for rel, data in sorted(plan.files.items()):
-        dest = folder / "environment" / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data.encode() if isinstance(data, str) else data)
-    for part, name, text in (
-        ("tests", "test.sh", plan.test_sh),
-        ("solution", "solve.sh", plan.solution_sh),
-    ):
-        (folder / part).mkdir()
-        (folder / part / name).write_text(text)
-        (folder / part / name).chmod(0o755)
-    return load_task(folder)
 
 
 def expert_message(turn: int, thought: str, command: str | None) -> dict[str, Any]:
@@ -147,15 +130,11 @@ async def build(
         "test": plans_for(seed, "test", counts["test"], train_families),
         "ood": plans_for(seed, "ood", counts["ood"], sorted(HELD_OUT_FAMILIES)),
     }
-    staging = out.with_name(out.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "tasks").mkdir(parents=True)
-    jobs_list: list[tuple[str, TaskPlan, Task]] = []
-    for plan in plans["train"]:
-        jobs_list.append(("train", plan, materialize_inline(inline_spec(plan, "train"))))
-    for split in ("test", "ood"):
-        for plan in plans[split]:
-            jobs_list.append((split, plan, write_task_dir(plan, split, staging / "tasks" / split)))
+    jobs_list = [
+        (split, plan, materialize_inline(inline_spec(plan, split)))
+        for split in ("train", "test", "ood")
+        for plan in plans[split]
+    ]
 
     done = 0
     start = time.perf_counter()
@@ -174,29 +153,24 @@ async def build(
     )
     by_split: dict[str, list[Trajectory]] = {"train": [], "test": []}
     for (split, plan, _task), messages in zip(jobs_list, conversations, strict=True):
-        if split == "ood":
-            continue
-        task_ref: str | dict[str, Any] = (
-            inline_spec(plan, split) if split == "train" else f"tasks/{split}/{plan.name}"
-        )
-        metadata = {"family": plan.family, "split": split, "seed": seed}
-        by_split[split].append(
-            Trajectory(f"terminal-{plan.name}", "terminal", task_ref, messages, metadata)
-        )
-    for split, trajectories in by_split.items():
-        save_trajectories(trajectories, staging / f"{split}.jsonl.gz")
-    for name in ("train.jsonl.gz", "test.jsonl.gz", "tasks"):
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+        if split in by_split:
+            metadata = {"family": plan.family, "split": split, "seed": seed}
+            spec = inline_spec(plan, split)
+            trajectory = Trajectory(f"terminal-{plan.name}", "terminal", spec, messages, metadata)
+            by_split[split].append(trajectory)
     out.mkdir(parents=True, exist_ok=True)
-    for child in staging.iterdir():
-        shutil.move(str(child), out / child.name)
-    staging.rmdir()
-    print(f"built {sum(len(p) for p in plans.values())} instances in {time.perf_counter() - start:.0f} s "
-          f"-> {out}", file=sys.stderr)  # fmt: skip
+    for split, trajectories in by_split.items():
+        save_trajectories(trajectories, out / f"{split}.jsonl.gz")
+    for split in ("test", "ood"):
+        lines = "".join(
+            json.dumps(inline_spec(p, split), separators=(",", ":")) + "\n" for p in plans[split]
+        )
+        (out / f"tasks-{split}.jsonl.gz").write_bytes(gzip.compress(lines.encode(), 9, mtime=0))
+    print(
+        f"built {sum(len(p) for p in plans.values())} instances "
+        f"in {time.perf_counter() - start:.0f} s -> {out}",
+        file=sys.stderr,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

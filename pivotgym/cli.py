@@ -1,0 +1,156 @@
+"""The ``pivotgym`` command line.
+
+Exit status: 0 success, 2 bad usage or bad data (a one-line error naming the problem),
+3 infrastructure failure (sandbox backend unavailable or broken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from pivotgym.errors import DataError, InfraError
+from pivotgym.registry import get_spec, load_trajectories, make, registered
+from pivotgym.sandbox import BACKENDS, backend_class
+
+console = Console()
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    table = Table(title="registered environments")
+    for column in ("name", "gymnasium id", "splits", "description"):
+        table.add_column(column)
+    for name, spec in registered().items():
+        table.add_row(name, spec.gym_id, ", ".join(spec.splits), spec.description)
+    console.print(table)
+    backends = Table(title="sandbox backends")
+    backends.add_column("backend")
+    backends.add_column("status")
+    for backend in BACKENDS:
+        reason = backend_class(backend).available()
+        backends.add_row(backend, "ready" if reason is None else reason)
+    console.print(backends)
+    return 0
+
+
+def _summarize(text: str | None, width: int = 70) -> str:
+    text = (text or "").strip().replace("\n", " ⏎ ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+async def _demo(env_name: str, sandbox: str | None, turn: int, branches: int) -> int:
+    spec = get_spec(env_name)
+    trajectories = load_trajectories(env_name, split=spec.default_split)
+    trajectory = next((t for t in trajectories if t.num_turns > turn + 1), None)
+    if trajectory is None:
+        raise DataError(f"no bundled trajectory of {env_name!r} has more than {turn + 1} turns")
+    env = make(env_name, sandbox=sandbox, tasks=[])
+    try:
+        obs, info = await env.areset(options={"trajectory": trajectory, "turn": turn})
+        console.rule(f"[bold]{trajectory.id}[/]: state before assistant turn {turn}")
+        console.print(f"[dim]task:[/] {_summarize(obs[1]['content'], 200)}")
+        console.print(
+            f"[dim]restored by replaying {info['replayed_steps']} recorded step(s) "
+            f"in {env.stats.reset_s * 1000:.0f} ms on {env.backend.name}[/]"
+        )
+        forks = await env.afork(branches)
+        expert = trajectory.action(turn)
+        actions = [expert] + [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"alt_{i}",
+                        "type": "function",
+                        "function": {"name": "bash", "arguments": json.dumps({"command": command})},
+                    }
+                ],
+            }
+            for i, command in enumerate(["ls -la", "cat nonexistent-file", "rm -rf ./*; ls"])
+        ]
+        table = Table(title=f"{branches} forks of one state, one different action each")
+        for column in ("branch", "action", "observation", "exit"):
+            table.add_column(column)
+        results = await asyncio.gather(
+            *(fork.astep(actions[i % len(actions)]) for i, fork in enumerate(forks))
+        )
+        for i, (obs_i, _r, _term, _trunc, step_info) in enumerate(results):
+            action = actions[i % len(actions)]
+            call = (action.get("tool_calls") or [{}])[0].get("function", {})
+            label = "expert: " if i == 0 else ""
+            exit_code = step_info["calls"][0].get("exit_code") if step_info["calls"] else "-"
+            table.add_row(
+                str(i),
+                label + _summarize(json.loads(call.get("arguments", "{}")).get("command"), 40),
+                _summarize(obs_i[-1]["content"]),
+                str(exit_code),
+            )
+        console.print(table)
+        # Branch 0 took the expert's action: finish its episode with the rest of the record.
+        reward, done = 0.0, False
+        for t in range(turn + 1, trajectory.num_turns):
+            _, reward, terminated, truncated, _ = await forks[0].astep(trajectory.action(t))
+            done = terminated or truncated
+        console.print(
+            f"branch 0 finished the recorded episode: done={done}, task test reward={reward}"
+        )
+        for fork in forks:
+            await fork.aclose()
+    finally:
+        await env.aclose()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return asyncio.run(_demo(args.env, args.sandbox, args.turn, args.branches))
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    for name in BACKENDS:
+        cls = backend_class(name)
+        if cls.available() is None:
+            console.print(f"{name}: removed {cls().reap()} leftover(s) of dead runs")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pivotgym", description="Turn-level RL on SFT agent trajectories."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("envs", help="list registered environments and sandbox backends").set_defaults(
+        func=cmd_envs
+    )
+    demo = sub.add_parser("demo", help="reset to a recorded turn, fork, step each branch")
+    demo.add_argument("--env", default="terminal")
+    demo.add_argument("--sandbox", choices=BACKENDS, default=None)
+    demo.add_argument("--turn", type=int, default=2, help="assistant turn to restore (from 0)")
+    demo.add_argument("--branches", type=int, default=4)
+    demo.set_defaults(func=cmd_demo)
+    sub.add_parser("reap", help="remove sandboxes left by crashed runs").set_defaults(func=cmd_reap)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as exc:
+        print(f"pivotgym: error: {exc}", file=sys.stderr)
+        return 2
+    except InfraError as exc:
+        print(f"pivotgym: infrastructure error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
