@@ -15,7 +15,7 @@ registered with Gymnasium as ``pivotgym/<Name>-v0`` (``gymnasium.make`` works on
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -25,7 +25,7 @@ import gymnasium
 
 from pivotgym.env import AsyncEnv
 from pivotgym.errors import DataError
-from pivotgym.tasks import Task, load_task_dir, resolve_task
+from pivotgym.tasks import InlineTasks, Task, load_task_dir, resolve_task
 from pivotgym.trajectory import Trajectory, iter_trajectories
 
 GROUP = "pivotgym.envs"
@@ -168,7 +168,7 @@ def load_trajectories(source: str | Path, split: str | None = None) -> list[Traj
     return list(iter_trajectories(path))
 
 
-def load_tasks(source: str | Path, split: str | None = None) -> list[Task]:
+def load_tasks(source: str | Path, split: str | None = None) -> Sequence[Task]:
     """Tasks from a folder of task directories, or a registered environment's ``split``."""
     path = Path(source)
     if path.exists() or not isinstance(source, str) or "/" in source:
@@ -177,8 +177,14 @@ def load_tasks(source: str | Path, split: str | None = None) -> list[Task]:
     split = _split_of(spec, split, "task")
     if split in spec.tasks:
         return load_task_dir(spec.tasks[split])
+    trajectories = load_trajectories(source, split)
+    if all(isinstance(t.task, dict) for t in trajectories):
+        specs: dict[str, tuple[dict[str, Any], str]] = {}
+        for t in trajectories:
+            specs.setdefault(t.task["name"], (t.task, t.id))
+        return InlineTasks(list(specs.values()))
     seen: dict[str, Task] = {}
-    for trajectory in load_trajectories(source, split):
+    for trajectory in trajectories:
         task = resolve_task(trajectory.task, trajectory.base_dir, source=trajectory.id)
         seen.setdefault(task.name, task)
     return list(seen.values())

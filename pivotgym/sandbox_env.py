@@ -92,7 +92,8 @@ class SandboxEnv(AsyncEnv):
             raise DataError(f"must be one of {', '.join(POLICIES)}", field="divergence")
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise DataError(f"unsupported render mode {render_mode!r}", field="render_mode")
-        self.tasks = list(tasks)
+        # Kept as given: a lazy sequence (InlineTasks) materializes only the tasks used.
+        self.tasks = tasks if isinstance(tasks, Sequence) else list(tasks)
         self.backend = get_backend(sandbox)
         self.limit_overrides = {
             "timeout_s": timeout_s,
@@ -203,9 +204,9 @@ class SandboxEnv(AsyncEnv):
             raise DataError(f"{self.name}: no tasks to start from; pass tasks= or options['task']")
         if choice is None:
             return self.tasks[int(self.np_random.integers(len(self.tasks)))]
-        for task in self.tasks:
-            if task.name == choice:
-                return task
+        names = getattr(self.tasks, "names", None) or [t.name for t in self.tasks]
+        if choice in names:
+            return self.tasks[names.index(choice)]
         raise DataError(f"no task named {choice!r} in this environment", field="options.task")
 
     async def _reset_to_turn(

@@ -25,10 +25,10 @@ import os
 import shutil
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from pivotgym.errors import DataError
 from pivotgym.sandbox.base import Limits
@@ -246,10 +246,45 @@ def materialize_inline(spec: Mapping[str, Any], *, source: str | Path | None = N
     return Task(name=spec["name"], root=root, instruction=task.instruction, config=task.config)
 
 
-def load_task_specs(path: Path) -> list[Task]:
-    """Tasks from a JSONL file of inline specs, in file order."""
+class InlineTasks(Sequence[Task]):
+    """Inline task specs that become task folders only when used.
+
+    A bundled split holds thousands of tasks while an episode needs one: names are
+    known at once, and ``tasks[i]`` writes (once) and loads only that task's folder.
+    """
+
+    def __init__(self, specs: Sequence[tuple[Mapping[str, Any], str]]) -> None:
+        for spec, source in specs:
+            if not isinstance(spec.get("name"), str):
+                raise DataError("inline task needs a string 'name'", file=source, field="task")
+        self._specs = list(specs)
+        self._loaded: dict[int, Task] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [spec["name"] for spec, _ in self._specs]
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    @overload
+    def __getitem__(self, index: int) -> Task: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Task]: ...
+    def __getitem__(self, index: int | slice) -> Task | list[Task]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        if index not in self._loaded:
+            spec, source = self._specs[index]
+            self._loaded[index] = materialize_inline(spec, source=source)
+        return self._loaded[index]
+
+
+def load_task_specs(path: Path) -> InlineTasks:
+    """Tasks from a JSONL file of inline specs, in file order (materialized on use)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    tasks = []
+    specs = []
     with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -260,8 +295,8 @@ def load_task_specs(path: Path) -> list[Task]:
                 raise DataError(f"not valid JSON ({exc.msg})", file=path, line=lineno) from None
             if not isinstance(spec, dict):
                 raise DataError("a task spec must be a JSON object", file=path, line=lineno)
-            tasks.append(materialize_inline(spec, source=f"{path}:{lineno}"))
-    return tasks
+            specs.append((spec, f"{path}:{lineno}"))
+    return InlineTasks(specs)
 
 
 def encode_file(data: str | bytes) -> str | dict[str, str]:
@@ -324,7 +359,7 @@ def resolve_task(
     return materialize_inline(task, source=source)
 
 
-def load_task_dir(path: str | Path) -> list[Task]:
+def load_task_dir(path: str | Path) -> Sequence[Task]:
     """Every task folder directly inside ``path``, sorted by name.
 
     ``path`` may also be a JSONL file (``.jsonl`` or ``.jsonl.gz``) of inline task specs,
