@@ -1,0 +1,179 @@
+"""Start a sampling server: the torch engine behind the SGLang-compatible app, or real SGLang.
+
+``serve_torch`` runs in the foreground under uvicorn, which stops cleanly on SIGINT and
+SIGTERM (the engine is closed on the way out). ``run_sglang`` starts
+``python -m sglang.launch_server`` in its own process group, waits until ``/health``
+answers, then waits on it; SIGINT or SIGTERM stop the whole group and reap it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pivotgym.errors import DataError, InfraError
+
+DEFAULT_PORT = 30000  # SGLang's default port
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+    """Every id that ends generation for SGLang: config, generation config and tokenizer EOS."""
+    ids: set[int] = set()
+    for source in (model.config, getattr(model, "generation_config", None), tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, Iterable):
+            ids.update(int(v) for v in value if v is not None)
+    return tuple(sorted(ids))
+
+
+def load_model(name_or_path: str, dtype: str = "auto") -> tuple[Any, Any, str]:
+    """``(model, tokenizer, resolved path)`` of a bundled name or a local checkpoint."""
+    import torch
+
+    torch_dtype = None if dtype == "auto" else getattr(torch, dtype)
+    try:
+        from pivotgym import models
+    except ImportError:
+        models = None
+    if models is not None:
+        model, tokenizer = models.load(name_or_path, dtype=torch_dtype)
+        return model, tokenizer, str(models.resolve(name_or_path))
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(name_or_path).expanduser()
+    if not (path / "config.json").is_file():
+        raise DataError(f"no model checkpoint at {path} (config.json missing)", file=path)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, local_files_only=True, dtype=torch_dtype or "auto"
+    )
+    return model.eval(), tokenizer, str(path)
+
+
+def torch_app(name_or_path: str, *, dtype: str = "auto", batch_window_s: float = 0.002) -> Any:
+    """The SGLang-compatible app over a :class:`TorchEngine` holding the given model."""
+    from pivotgym.engines.torch import TorchEngine
+    from pivotgym.server.app import ServedModel, build_app
+
+    model, tokenizer, path = load_model(name_or_path, dtype)
+    served = ServedModel(path, path, eos_token_ids(model, tokenizer))
+    engine = TorchEngine(model, tokenizer, weight_version="default")
+    return build_app(engine, served, batch_window_s=batch_window_s)
+
+
+def serve_torch(
+    name_or_path: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    dtype: str = "auto",
+    log_level: str = "warning",
+) -> None:
+    """Serve the model on ``host:port`` until SIGINT or SIGTERM."""
+    import uvicorn
+
+    app = torch_app(name_or_path, dtype=dtype)
+    print(f"pivotgym: serving {name_or_path} (torch engine) on http://{host}:{port}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def sglang_command(
+    model_path: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    dtype: str = "auto",
+    mem_fraction_static: float | None = None,
+    weight_version: str | None = None,
+    deterministic: bool = False,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``sglang.launch_server`` command line for serving ``model_path``."""
+    command = [
+        sys.executable,
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        model_path,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--dtype",
+        dtype,
+    ]
+    if mem_fraction_static is not None:
+        command += ["--mem-fraction-static", str(mem_fraction_static)]
+    if weight_version is not None:
+        command += ["--weight-version", weight_version]
+    if deterministic:
+        # Batch-invariant kernels: per-request sampling_seed then makes samples repeatable.
+        command.append("--enable-deterministic-inference")
+    return command + list(extra)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[Any] | None, timeout: float) -> None:
+    """Poll ``url/health`` until 200; raise :class:`InfraError` on timeout or early exit."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise InfraError(f"server exited with status {process.returncode} before ready")
+            try:
+                if client.get(f"{url}/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+    raise InfraError(f"server at {url} not healthy after {timeout:.0f} s")
+
+
+def stop_group(process: subprocess.Popen[Any], grace: float = 30.0) -> int:
+    """SIGTERM the process group of ``process``, SIGKILL it after ``grace`` s; reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    return process.wait()
+
+
+def run_sglang(command: Sequence[str], *, url: str, startup_timeout: float = 1800.0) -> int:
+    """Run an SGLang server until it exits or SIGINT/SIGTERM arrives; its exit status."""
+    try:
+        import sglang  # noqa: F401
+    except ImportError as exc:
+        raise InfraError("sglang is not installed: pip install 'pivotgym[sglang]'") from exc
+    process = subprocess.Popen(list(command), start_new_session=True)
+    stopping = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        wait_healthy(url, process, startup_timeout)
+        print(f"pivotgym: SGLang is serving on {url} (pid {process.pid})", flush=True)
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0 if stopping else 130
+    finally:
+        stop_group(process)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
