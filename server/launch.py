@@ -63,12 +63,16 @@ def load_model(name_or_path: str, dtype: str = "auto") -> tuple[Any, Any, str]:
 
 def torch_app(name_or_path: str, *, dtype: str = "auto", batch_window_s: float = 0.002) -> Any:
     """The SGLang-compatible app over a :class:`TorchEngine` holding the given model."""
+    import torch
+
     from pivotgym.engines.torch import TorchEngine
     from pivotgym.server.app import ServedModel, build_app
 
     model, tokenizer, path = load_model(name_or_path, dtype)
     served = ServedModel(path, path, eos_token_ids(model, tokenizer))
-    engine = TorchEngine(model, tokenizer, weight_version="default")
+    engine_dtype = torch.float32 if dtype == "auto" else getattr(torch, dtype)
+    # SGLang names the weights it starts with "default" (ServerArgs.weight_version).
+    engine = TorchEngine(model, tokenizer, dtype=engine_dtype, version="default")
     return build_app(engine, served, batch_window_s=batch_window_s)
 
 

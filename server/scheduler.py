@@ -1,31 +1,31 @@
 """Batches concurrent sampling requests onto one engine, and brackets weight updates.
 
-The engine runs on a thread of its own with its own event loop, so the HTTP side stays
-responsive (``/health`` answers during a long generation). Requests that arrive while
-the engine is busy, or within ``window_s`` of each other, are sampled together: groups
-with the same sampling parameters and group size go to the engine as one
-``generate_batch`` call, just as an in-process caller batches prompts.
+Groups that arrive while the engine is busy, or within ``window_s`` of each other, are
+sampled together. With the torch engine, every group that shares sampling parameters
+(seed aside) goes into one ``generate_sync`` call, each group with the per-row seeds
+that ``engine.generate(prompt, n, seed)`` would use, so a group samples exactly what it
+would alone while the batch decodes as one. Any other engine gets one ``generate`` call
+per group.
 
-Generation can be paused (SGLang's ``/pause_generation``): ``abort`` answers queued
-requests at once with ``finish_reason`` ``abort``; ``retract`` and ``in_place`` keep
-them queued until generation continues. The batch on the engine always runs to its end
-under the weights it started with (its samples carry that version), so a pause returns
-once the engine is idle, and a weight update waits for idleness too.
+Generation can be paused (SGLang's ``/pause_generation``): ``abort`` drops queued groups
+at once; ``retract`` and ``in_place`` keep them queued until generation continues. The
+batch on the engine always runs to its end under the weights it started with (its
+samples carry that version), so a pause returns once the engine is idle, and a weight
+update waits for idleness too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import dataclasses
+import secrets
 import time
-from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pivotgym.engines.base import Engine, Sample, SamplingParams
 
-T = TypeVar("T")
 PauseMode = Literal["abort", "retract", "in_place"]
 
 
@@ -44,36 +44,11 @@ class Group:
     queued_at: float = field(default_factory=time.perf_counter)
 
 
-class EngineThread:
-    """Owns the engine: every call to it runs on one thread's event loop."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="engine", daemon=True)
-        self._thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
-        """Run ``coro`` on the engine's loop; await the result from any other loop."""
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
-
-    def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        future = asyncio.run_coroutine_threadsafe(self.engine.aclose(), self._loop)
-        try:
-            future.result(timeout=30)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30)
-            self._loop.close()
-
-
 class Scheduler:
     """Queues groups, runs them on the engine in batches, pauses and updates weights."""
 
     def __init__(self, engine: Engine, *, window_s: float = 0.002) -> None:
-        self.worker = EngineThread(engine)
+        self.engine = engine
         self.window_s = window_s
         self._queue: list[Group] = []
         self._cond = asyncio.Condition()
@@ -84,11 +59,7 @@ class Scheduler:
 
     @property
     def weight_version(self) -> str:
-        return self.worker.engine.weight_version
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
+        return self.engine.weight_version
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="scheduler")
@@ -102,31 +73,31 @@ class Scheduler:
             if not group.result.done():
                 group.result.set_exception(Aborted("server shutting down"))
         self._queue.clear()
-        await asyncio.to_thread(self.worker.close)
+        await self.engine.aclose()
+
+    def new_group(self, prompt: tuple[int, ...], n: int, sampling: SamplingParams) -> Group:
+        return Group(prompt, n, sampling, asyncio.get_running_loop().create_future())
 
     async def submit(self, groups: list[Group]) -> None:
         async with self._cond:
             self._queue.extend(groups)
             self._cond.notify_all()
 
-    def new_group(self, prompt: tuple[int, ...], n: int, sampling: SamplingParams) -> Group:
-        return Group(prompt, n, sampling, asyncio.get_running_loop().create_future())
-
     async def pause(self, mode: PauseMode) -> int:
-        """Stop starting new batches; return once the engine is idle.
+        """Stop starting batches and return once the engine is idle.
 
-        Returns the number of queued groups aborted (``abort`` mode) or held.
+        Returns the number of queued groups: aborted (``abort`` mode) or held.
         """
         async with self._cond:
             self._paused = True
-            held = len(self._queue)
+            queued = len(self._queue)
             if mode == "abort":
                 for group in self._queue:
                     if not group.result.done():
                         group.result.set_exception(Aborted("aborted by pause_generation"))
                 self._queue.clear()
             await self._cond.wait_for(lambda: self._running == 0)
-            return held
+            return queued
 
     async def resume(self) -> None:
         async with self._cond:
@@ -140,7 +111,7 @@ class Scheduler:
             await self._cond.wait_for(lambda: self._running == 0)
             held = len(self._queue)
         try:
-            await self.worker.call(self.worker.engine.update_weights(path, version))
+            await self.engine.update_weights(path, version)
         finally:
             async with self._cond:
                 self._updating = False
@@ -149,7 +120,7 @@ class Scheduler:
 
     async def idle(self) -> bool:
         async with self._cond:
-            return self._running == 0
+            return self._running == 0 and not self._queue
 
     async def _serve(self) -> None:
         while True:
@@ -162,8 +133,8 @@ class Scheduler:
                 await self._cond.wait_for(
                     lambda: bool(self._queue) and not self._paused and not self._updating
                 )
-                batch, self._queue = self._queue, []
-                batch = [g for g in batch if not g.result.done()]  # cancelled by clients
+                batch = [g for g in self._queue if not g.result.done()]  # not cancelled
+                self._queue = []
                 self._running = len(batch)
             try:
                 await self._run(batch)
@@ -173,24 +144,46 @@ class Scheduler:
                     self._cond.notify_all()
 
     async def _run(self, batch: list[Group]) -> None:
-        buckets: dict[tuple[int, SamplingParams], list[Group]] = {}
-        for group in batch:
-            buckets.setdefault((group.n, group.sampling), []).append(group)
-        engine = self.worker.engine
-        for (n, sampling), groups in buckets.items():
-            try:
-                if len(groups) == 1:
-                    results = [
-                        await self.worker.call(engine.generate(groups[0].prompt, n, sampling))
-                    ]
-                else:
-                    prompts = [g.prompt for g in groups]
-                    results = await self.worker.call(engine.generate_batch(prompts, n, sampling))
-            except Exception as exc:  # the engine failed: every group of the call fails
-                for group in groups:
-                    if not group.result.done():
-                        group.result.set_exception(exc)
-                continue
-            for group, samples in zip(groups, results, strict=True):
+        if hasattr(self.engine, "generate_sync"):
+            buckets: dict[SamplingParams, list[Group]] = {}
+            for group in batch:
+                unseeded = dataclasses.replace(group.sampling, seed=None)
+                buckets.setdefault(unseeded, []).append(group)
+            for sampling, groups in buckets.items():
+                await self._settle(groups, self._generate_rows(groups, sampling))
+        else:
+            for group in batch:
+                await self._settle([group], self._generate_one(group))
+
+    async def _generate_rows(
+        self, groups: list[Group], sampling: SamplingParams
+    ) -> list[list[Sample]]:
+        from pivotgym.engines.torch import row_seeds
+
+        requests = [
+            (
+                g.prompt,
+                row_seeds(
+                    g.sampling.seed if g.sampling.seed is not None else secrets.randbits(63), g.n
+                ),
+            )
+            for g in groups
+        ]
+        engine: Any = self.engine
+        return await asyncio.to_thread(engine.generate_sync, requests, sampling)
+
+    async def _generate_one(self, group: Group) -> list[list[Sample]]:
+        return [await self.engine.generate(group.prompt, group.n, group.sampling)]
+
+    @staticmethod
+    async def _settle(groups: list[Group], work: Any) -> None:
+        try:
+            results = await work
+        except Exception as exc:  # the engine failed: every group of the call fails
+            for group in groups:
                 if not group.result.done():
-                    group.result.set_result(samples)
+                    group.result.set_exception(exc)
+            return
+        for group, samples in zip(groups, results, strict=True):
+            if not group.result.done():
+                group.result.set_result(samples)

@@ -17,8 +17,11 @@ The client speaks only the token-level part of SGLang's API:
 A group of ``n`` samples is sent as ``n`` rows of one batched request rather than with
 SGLang's ``n`` parameter, whose rows would all share one ``sampling_seed``. Row ``i``
 gets ``sampling_seed = seed + i``, so the samples of a group differ and the whole group
-is repeatable. SGLang honours ``sampling_seed`` when launched with
-``--enable-deterministic-inference``.
+is repeatable; as with the torch engine, prompt ``j`` of ``generate_batch`` is seeded
+``seed + j``. SGLang honours ``sampling_seed`` only when launched with
+``--enable-deterministic-inference``, and holds it as an int32, so seeds must stay
+below 2**31. pivotgym's own server samples a run of rows seeded ``s, s+1, …`` exactly as
+the torch engine samples a group seeded ``s``.
 
 SGLang always stops at the model's own EOS tokens (unless ``ignore_eos``, which also
 disables ``stop_token_ids``), so the effective stop set is ``stop_token_ids`` plus the
@@ -32,6 +35,7 @@ answer (never retried), a timeout, or an answer that breaks the contract above.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +46,7 @@ from pivotgym.engines.base import Engine, Sample, SamplingParams
 from pivotgym.errors import InfraError
 
 _FINISH_TYPES = ("stop", "length", "abort")
+SEED_LIMIT = 2**31  # SGLang stores sampling_seed as an int32
 # Errors after which the request never reached the server's handler, or the connection
 # broke; repeating is safe. Timeouts are not here: the server may still be working.
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
@@ -70,7 +75,12 @@ def sglang_sampling_params(sampling: SamplingParams, index: int = 0) -> dict[str
         "n": 1,
     }
     if sampling.seed is not None:
-        params["sampling_seed"] = sampling.seed + index
+        seed = sampling.seed + index
+        if not 0 <= seed < SEED_LIMIT:
+            raise ValueError(
+                f"SGLang seeds are int32: seed + row must be in [0, 2**31), got {seed}"
+            )
+        params["sampling_seed"] = seed
     return params
 
 
@@ -216,8 +226,18 @@ class SGLangEngine(Engine):
     async def generate_batch(
         self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams
     ) -> list[list[Sample]]:
-        """``n`` samples of each prompt; prompts go out concurrently (bounded)."""
-        return list(await asyncio.gather(*(self.generate(p, n, sampling) for p in prompts)))
+        """``n`` samples of each prompt; prompts go out concurrently (bounded).
+
+        Prompt ``j`` samples as ``generate(prompts[j], n, seed + j)`` would.
+        """
+
+        def seeded(j: int) -> SamplingParams:
+            if sampling.seed is None:
+                return sampling
+            return dataclasses.replace(sampling, seed=sampling.seed + j)
+
+        calls = (self.generate(p, n, seeded(j)) for j, p in enumerate(prompts))
+        return list(await asyncio.gather(*calls))
 
     async def aclose(self) -> None:
         await self._client.aclose()
