@@ -21,12 +21,17 @@ from pivotgym.sandbox_env import SandboxEnv
 
 STATE_DIR = "/run/pivotgym"
 # $1 is the command, $2 the workdir. The EXIT trap saves the shell state even when the
-# command calls `exit`; `eval` gives the command the same parsing as a typed line.
+# command calls `exit`; `eval` gives the command the same parsing as a typed line. Only
+# builtins run around the command, so a step costs no process beyond the shell itself.
 RUNNER = f"""
 if [ -f {STATE_DIR}/env ]; then . {STATE_DIR}/env; fi
-cd -- "$(cat {STATE_DIR}/cwd 2>/dev/null || printf %s "$2")" 2>/dev/null || cd -- "$2"
+__pg_cwd=$2
+if [ -f {STATE_DIR}/cwd ]; then IFS= read -r __pg_cwd < {STATE_DIR}/cwd; fi
+cd -- "$__pg_cwd" 2>/dev/null || cd -- "$2"
+unset __pg_cwd
 __pg_save() {{
-    mkdir -p {STATE_DIR} && pwd > {STATE_DIR}/cwd && export -p > {STATE_DIR}/env
+    {{ [ -d {STATE_DIR} ] || mkdir -p {STATE_DIR}; }} &&
+        pwd > {STATE_DIR}/cwd && export -p > {STATE_DIR}/env
 }} 2>/dev/null
 trap __pg_save EXIT
 eval "$1"
