@@ -120,6 +120,27 @@ def cmd_reap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pivotgym.server import launch
+
+    if args.engine == "torch":
+        launch.serve_torch(
+            args.model, host=args.host, port=args.port, dtype=args.dtype, log_level=args.log_level
+        )
+        return 0
+    command = launch.sglang_command(
+        args.model,
+        host=args.host,
+        port=args.port,
+        dtype=args.dtype,
+        mem_fraction_static=args.mem_fraction_static,
+        weight_version=args.weight_version,
+        deterministic=args.deterministic,
+    )
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    return launch.run_sglang(command, url=url, startup_timeout=args.startup_timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pivotgym", description="Turn-level RL on SFT agent trajectories."
@@ -135,6 +156,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--branches", type=int, default=4)
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("reap", help="remove sandboxes left by crashed runs").set_defaults(func=cmd_reap)
+    serve = sub.add_parser("serve", help="run an SGLang-compatible sampling server")
+    serve.add_argument("--engine", choices=("torch", "sglang"), default="torch")
+    serve.add_argument("--model", required=True, help="bundled model name or checkpoint path")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=30000)
+    serve.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
+    serve.add_argument("--log-level", default="warning", help="torch engine: uvicorn log level")
+    serve.add_argument(
+        "--mem-fraction-static", type=float, default=None, help="sglang: GPU memory share"
+    )
+    serve.add_argument("--weight-version", default=None, help="sglang: initial weight version")
+    serve.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="sglang: --enable-deterministic-inference (needed for seeded sampling)",
+    )
+    serve.add_argument("--startup-timeout", type=float, default=1800.0, help="sglang: seconds")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

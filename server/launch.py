@@ -8,13 +8,14 @@ answers, then waits on it; SIGINT or SIGTERM stop the whole group and reap it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,25 @@ def serve_torch(
     """Serve the model on ``host:port`` until SIGINT or SIGTERM."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        # uvicorn re-raises a captured SIGTERM once shut down, so the process would die
+        # of it; a requested stop that shut down cleanly should exit with status 0.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
     app = torch_app(name_or_path, dtype=dtype)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
     print(f"pivotgym: serving {name_or_path} (torch engine) on http://{host}:{port}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    Server(config).run()
+    print("pivotgym: server stopped", flush=True)
 
 
 def sglang_command(
