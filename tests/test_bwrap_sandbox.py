@@ -391,3 +391,29 @@ def test_reap_removes_leftovers_of_a_killed_driver(tmp_path):
         assert _cgroup_dirs(probe, sandbox_id) == []
     assert _processes_mentioning(str(runtime)) == []
     assert _processes_mentioning("sleep 1000") == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_clean_up_without_a_reaper(tmp_path, signum):
+    runtime = tmp_path / "runtime"
+    argv = [sys.executable, "-c", _DRIVER, str(runtime), "hang"]
+    driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ids = json.loads(driver.stdout.readline())
+        assert driver.stdout.readline() == "ready\n"
+        assert _processes_mentioning("sleep 1000")
+        driver.send_signal(signum)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode != 0
+    probe = BwrapBackend(runtime_dir=runtime)
+    # Nothing is left for a reaper: the signal handler closed every sandbox and snapshot.
+    assert sorted(os.listdir(runtime / "sandboxes")) == []
+    assert sorted(os.listdir(runtime / "snapshots")) == []
+    assert _tmpfs_mounts_under(runtime) == []
+    for sandbox_id in ids:
+        assert _cgroup_dirs(probe, sandbox_id) == []
+    assert _processes_mentioning("sleep 1000") == []

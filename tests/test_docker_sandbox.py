@@ -331,7 +331,7 @@ def test_task_dockerfile_is_built_once_without_pulling(backend, tmp_path):
 
 _DRIVER = textwrap.dedent(
     """
-    import asyncio, sys, time
+    import asyncio, sys
     from pivotgym.sandbox.base import SandboxSpec
     from pivotgym.sandbox.docker import DockerBackend
 
@@ -343,7 +343,7 @@ _DRIVER = textwrap.dedent(
         await a.snapshot()
         if sys.argv[1] == "hang":
             print("ready", flush=True)
-            time.sleep(600)
+            await asyncio.sleep(600)
 
     asyncio.run(main())
     """
@@ -388,3 +388,24 @@ def test_close_all_sync_removes_everything_of_this_process(backend):
     assert sb.closed
     assert not _api().containers(all=True, filters={"id": sb.id})
     assert not [i for i in _api().images() if i["Id"] == snap.id]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_clean_up_without_a_reaper(signum):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, "hang"], stdout=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert driver.stdout.readline() == "ready\n"
+        owner = leases.owner_token(driver.pid)
+        driver.send_signal(signum)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode != 0
+    api = _api()
+    assert not api.containers(all=True, filters={"label": f"{leases.LABEL}={owner}"})
+    assert not api.images(filters={"label": f"{leases.LABEL}={owner}"})

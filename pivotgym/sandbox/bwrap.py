@@ -443,6 +443,7 @@ class BwrapBackend(Backend):
         self._snapshots: dict[str, BwrapSnapshot] = {}
         self._started = False
         self._start_lock = threading.Lock()
+        leases.register_backend(self)
 
     @classmethod
     @functools.cache

@@ -515,6 +515,7 @@ class DockerBackend(Backend):
         self._started = False
         self._task_images: dict[tuple[Any, ...], str] = {}
         self._build_locks: dict[str, asyncio.Lock] = {}
+        leases.register_backend(self)
 
     # ------------------------------------------------------------------- availability
 

@@ -59,19 +59,23 @@ _installed = False
 
 
 def register_backend(backend: Backend) -> None:
-    """Track ``backend`` so that its sandboxes are torn down on SIGINT, SIGTERM and exit."""
+    """Track ``backend`` so that its sandboxes are torn down on SIGINT, SIGTERM and exit.
+
+    Signal handlers can only be installed from the main thread: backends register when
+    constructed (normally there), and a registration from another thread leaves the
+    installation to the next one made from the main thread.
+    """
     global _installed
     with _lock:
         if backend not in _backends:
             _backends.append(backend)
-        if _installed:
+        if _installed or threading.current_thread() is not threading.main_thread():
             return
         _installed = True
     atexit.register(close_all)
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.getsignal(signum)
-            signal.signal(signum, _make_handler(signum, previous))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        signal.signal(signum, _make_handler(signum, previous))
 
 
 def close_all() -> None:
