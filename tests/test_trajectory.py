@@ -54,6 +54,19 @@ def test_load_and_turn_structure(tmp_path: Path) -> None:
     assert traj.base_dir == tmp_path
 
 
+def with_arguments(arguments) -> dict:
+    """A row whose only message calls bash with ``arguments`` as given."""
+    call = {"id": "a", "type": "function", "function": {"name": "bash", "arguments": arguments}}
+    return good_row(messages=[{"role": "assistant", "content": None, "tool_calls": [call]}])
+
+
+ARGS = "messages[0].tool_calls[0].function.arguments"
+ORPHAN_TOOL = [
+    {"role": "assistant", "content": None, "tool_calls": [call("a", "ls")]},
+    {"role": "tool", "tool_call_id": "zzz", "content": ""},
+]
+
+
 @pytest.mark.parametrize(
     ("line", "field", "words"),
     [
@@ -65,73 +78,10 @@ def test_load_and_turn_structure(tmp_path: Path) -> None:
             "messages[0].role",
             "unknown role",
         ),
-        (
-            good_row(
-                messages=[
-                    {"role": "assistant", "content": None, "tool_calls": [call("a", "ls")]},
-                    {"role": "tool", "tool_call_id": "zzz", "content": ""},
-                ]
-            ),
-            "messages[1].tool_call_id",
-            "matches no call",
-        ),
-        (
-            good_row(
-                messages=[
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "a",
-                                "type": "function",
-                                "function": {"name": "bash", "arguments": "{bad"},
-                            }
-                        ],
-                    }
-                ]
-            ),
-            "messages[0].tool_calls[0].function.arguments",
-            "not valid JSON",
-        ),
-        (
-            good_row(
-                messages=[
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "a",
-                                "type": "function",
-                                "function": {"name": "bash", "arguments": "[1]"},
-                            }
-                        ],
-                    }
-                ]
-            ),
-            "messages[0].tool_calls[0].function.arguments",
-            "JSON object",
-        ),
-        (
-            good_row(
-                messages=[
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "a",
-                                "type": "function",
-                                "function": {"name": "bash", "arguments": {"x": 1}},
-                            }
-                        ],
-                    }
-                ]
-            ),
-            "messages[0].tool_calls[0].function.arguments",
-            "JSON object string",
-        ),
+        (good_row(messages=ORPHAN_TOOL), "messages[1].tool_call_id", "matches no call"),
+        (with_arguments("{bad"), ARGS, "not valid JSON"),
+        (with_arguments("[1]"), ARGS, "JSON object"),
+        (with_arguments({"x": 1}), ARGS, "JSON object string"),
         (good_row(id=""), "id", "non-empty string"),
         (good_row(task=None), "task", "required"),
         (good_row(extra=1), None, "unknown field"),
