@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 FinishReason = Literal["stop", "length", "abort"]
@@ -80,10 +80,26 @@ class Engine(abc.ABC):
         """``n`` samples continuing one prompt."""
 
     async def generate_batch(
-        self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams
+        self,
+        prompts: Sequence[Sequence[int]],
+        n: int,
+        sampling: SamplingParams,
+        seeds: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
-        """``n`` samples for each prompt; engines override this to batch prompts together."""
-        return [await self.generate(p, n, sampling) for p in prompts]
+        """``n`` samples for each prompt; engines override this to batch prompts together.
+
+        ``seeds[j]``, when given, replaces ``sampling.seed`` for prompt ``j``: a caller that
+        seeds each prompt from its own identity (a candidate, an episode) gets the same
+        samples whatever else shares the batch.
+        """
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+        if seeds is None:
+            return [await self.generate(p, n, sampling) for p in prompts]
+        return [
+            await self.generate(p, n, replace(sampling, seed=s))
+            for p, s in zip(prompts, seeds, strict=True)
+        ]
 
     @abc.abstractmethod
     async def update_weights(self, path: str, version: str) -> None:

@@ -123,15 +123,24 @@ class TorchEngine(Engine):
         return (await self.generate_batch([prompt_ids], n, sampling))[0]
 
     async def generate_batch(
-        self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams
+        self,
+        prompts: Sequence[Sequence[int]],
+        n: int,
+        sampling: SamplingParams,
+        seeds: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
         """``n`` samples of each prompt, all decoded together.
 
-        Prompt ``j`` samples as ``generate(prompts[j], n, seed + j)`` would, so a
-        prompt's samples do not depend on the other prompts of the batch.
+        Prompt ``j`` samples as ``generate(prompts[j], n, seed)`` would with ``seed =
+        seeds[j]`` when given, else ``sampling.seed + j``; so a prompt's samples do not
+        depend on the other prompts of the batch.
         """
-        base = sampling.seed if sampling.seed is not None else secrets.randbits(63)
-        requests = [(p, row_seeds(base + j, n)) for j, p in enumerate(prompts)]
+        if seeds is None:
+            base = sampling.seed if sampling.seed is not None else secrets.randbits(63)
+            seeds = [base + j for j in range(len(prompts))]
+        elif len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+        requests = [(p, row_seeds(s, n)) for p, s in zip(prompts, seeds, strict=True)]
         return await self._run(self.generate_sync, requests, sampling)
 
     async def generate_seeded(
