@@ -1,0 +1,113 @@
+"""Candidate states: the assistant turns of SFT trajectories that PivotRL may train on.
+
+Every assistant turn ``t`` of every trajectory is a candidate ``(s_t, a*_t)``: the
+conversation just before the turn and the expert's action. Its id
+``"{trajectory_id}:{turn}"`` is stable across runs, so profiling results, pivot sets and
+cached verifier effects key on it.
+
+An environment may narrow the set with a rule, ``rule(trajectory, turn) -> bool``, that
+it registers with :func:`register_candidate_rule` when its package is imported (the
+terminal environment keeps only turns that call a tool, :func:`calls_a_tool`). Without a
+registered rule every turn is a candidate. Rules are looked up by ``trajectory.env``;
+:func:`candidates` accepts an explicit ``rule`` that overrides the lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pivotgym.trajectory import Trajectory
+
+Rule = Callable[[Trajectory, int], bool]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One assistant turn of a trajectory, as a state and the expert's action there.
+
+    ``prefix`` is the conversation before the turn (the prompt a policy samples from);
+    ``reference`` is the recorded assistant message ``a*_t``.
+    """
+
+    trajectory: Trajectory
+    turn: int
+    id: str
+    prefix: list[dict[str, Any]]
+    reference: dict[str, Any]
+
+    @classmethod
+    def of(cls, trajectory: Trajectory, turn: int) -> Candidate:
+        return cls(
+            trajectory=trajectory,
+            turn=turn,
+            id=candidate_id(trajectory.id, turn),
+            prefix=trajectory.prefix(turn),
+            reference=trajectory.action(turn),
+        )
+
+    @property
+    def env(self) -> str:
+        return self.trajectory.env
+
+
+def candidate_id(trajectory_id: str, turn: int) -> str:
+    return f"{trajectory_id}:{turn}"
+
+
+def all_turns(trajectory: Trajectory, turn: int) -> bool:
+    """The default rule: every assistant turn is a candidate."""
+    return True
+
+
+def calls_a_tool(trajectory: Trajectory, turn: int) -> bool:
+    """Turns whose expert action calls at least one tool (final answers are left out)."""
+    return bool(trajectory.action(turn).get("tool_calls"))
+
+
+_rules: dict[str, Rule] = {}
+
+
+def register_candidate_rule(env: str, rule: Rule, *, replace: bool = True) -> None:
+    """Make ``rule`` the candidate rule of environment ``env``.
+
+    Environment packages call this when imported, as the terminal environment does.
+    """
+    if not replace and env in _rules and _rules[env] is not rule:
+        raise ValueError(f"environment {env!r} already has a candidate rule")
+    _rules[env] = rule
+
+
+def candidate_rule(env: str) -> Rule:
+    """The rule registered for ``env``, or :func:`all_turns`.
+
+    Installed environments are discovered first (importing their packages runs their
+    registrations), so the rule does not depend on what the caller imported.
+    """
+    if env not in _rules:
+        from pivotgym.registry import registered
+
+        registered()
+    return _rules.get(env, all_turns)
+
+
+def iter_candidates(
+    trajectories: Iterable[Trajectory], rule: Rule | None = None
+) -> Iterator[Candidate]:
+    """Yield the candidates of ``trajectories`` in trajectory then turn order."""
+    rules: dict[str, Rule] = {}
+    for trajectory in trajectories:
+        keep = rule
+        if keep is None:
+            keep = rules.get(trajectory.env)
+            if keep is None:
+                keep = rules[trajectory.env] = candidate_rule(trajectory.env)
+        for turn in range(trajectory.num_turns):
+            if keep(trajectory, turn):
+                yield Candidate.of(trajectory, turn)
+
+
+def candidates(trajectories: Iterable[Trajectory], rule: Rule | None = None) -> list[Candidate]:
+    """Every candidate of ``trajectories``: all turns that the env's rule (or ``rule``) keeps."""
+    return list(iter_candidates(trajectories, rule))
