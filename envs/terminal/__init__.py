@@ -6,7 +6,9 @@ Registered through the ``pivotgym.envs`` entry point ``terminal = pivotgym.envs.
 
 from pathlib import Path
 
+from pivotgym.candidates import calls_a_tool, register_candidate_rule
 from pivotgym.registry import EnvSpec
+from pivotgym.verifiers import register_default_verifier
 
 DATA = Path(__file__).parent / "data"
 
@@ -17,3 +19,8 @@ ENV = EnvSpec(
     trajectories={"train": DATA / "train.jsonl.gz", "test": DATA / "test.jsonl.gz"},
     tasks={"test": DATA / "tasks-test.jsonl.gz", "ood": DATA / "tasks-ood.jsonl.gz"},
 )
+
+# Candidates are the turns that run a command (the final summary is not an action on the
+# world), scored by executing them beside the expert's command from the same state.
+register_candidate_rule("terminal", calls_a_tool)
+register_default_verifier("terminal", "execution")
