@@ -1,0 +1,69 @@
+"""Logprobs of the trained tokens, without vocabulary-wide logits over the prefix.
+
+A pivot's prompt is the whole conversation so far (thousands of tokens) while its action
+is a few dozen, so a causal LM's usual forward, which projects every position onto the
+vocabulary, spends most of its time and memory on logits nobody reads. Here the
+transformer body runs over the full ids, the hidden states that predict trained tokens
+are gathered, and only those go through the LM head::
+
+    h        = body(input_ids)[row, pos - 1]           for each trained token at pos
+    logp_t   = log_softmax(lm_head(h) / T)[target]      T = the sampling temperature
+
+which is exactly what the engine reports for a sampled token (logits divided by the
+temperature, full distribution, no top-k/top-p), so the ratio of the two is 1 at
+identical weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from pivotgym.rl.batch import Collated
+
+_UNSUPPORTED_HEAD = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+
+
+def token_logprobs(
+    model: Any,
+    batch: Collated,
+    temperature: float = 1.0,
+    *,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``[N, A]`` logprobs of ``batch``'s trained tokens at ``temperature`` (0 on padding
+    slots), and their entropies (detached) when ``with_entropy``.
+
+    ``model`` is a Hugging Face causal LM whose logits are ``lm_head(hidden)``; models
+    that post-process logits (soft-capping, logit scales) are refused rather than
+    silently scored wrong.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    config = getattr(model, "config", None)
+    for name in _UNSUPPORTED_HEAD:
+        if getattr(config, name, None) not in (None, 1.0):
+            raise NotImplementedError(f"models with {name} are not supported")
+    device = next(model.parameters()).device
+    ids = batch.input_ids.to(device)
+    positions = torch.arange(ids.shape[1], device=device).expand_as(ids)
+    hidden = model.base_model(
+        input_ids=ids,
+        attention_mask=batch.attention_mask.to(device),
+        position_ids=positions,
+        use_cache=False,
+    ).last_hidden_state
+    picked = hidden[batch.rows.to(device), batch.cols.to(device)]
+    logits = model.get_output_embeddings()(picked).float() / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    mask = batch.mask.to(device).bool()
+    targets = batch.targets.to(device)[mask]
+    flat = logp_all.gather(1, targets[:, None]).squeeze(1)
+    logprobs = torch.zeros(mask.shape, dtype=flat.dtype, device=device).masked_scatter(mask, flat)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            flat_entropy = -(logp_all.exp() * logp_all).sum(-1)
+            entropy = torch.zeros_like(logprobs).masked_scatter(mask, flat_entropy)
+    return logprobs, entropy

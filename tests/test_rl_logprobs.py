@@ -1,0 +1,70 @@
+"""Learner logprobs of sampled tokens equal the engine's and a full-logits forward's."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from pivotgym.chat import ChatFormat
+from pivotgym.engines.torch import TorchEngine
+from pivotgym.rl.batch import TrainSample, collate
+from pivotgym.rl.logprobs import token_logprobs
+from tests.rl_data import CONVERSATION, PROMPTS, sampling
+from tests.tiny_models import tiny_model, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def fmt() -> ChatFormat:
+    return ChatFormat(tiny_tokenizer())
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_learner_logprobs_equal_the_engine_sample_logprobs(fmt, temperature):
+    engine = TorchEngine(tiny_model(), tiny_tokenizer())
+    prompts = [fmt.prompt_ids(p) for p in PROMPTS]
+    groups = asyncio.run(
+        engine.generate_batch(prompts, 3, sampling(fmt, 5, temperature, max_new=20))
+    )
+    samples = [TrainSample.turn(p, s) for p, g in zip(prompts, groups, strict=True) for s in g]
+    batch = collate(samples)
+    with torch.no_grad():
+        ours, _ = token_logprobs(tiny_model(), batch, temperature)
+    assert batch.mask.sum() > 20
+    torch.testing.assert_close(ours * batch.mask, batch.old_logprobs, atol=1e-4, rtol=0)
+
+
+def test_learner_logprobs_equal_a_full_logits_forward(fmt):
+    model = tiny_model()
+    ids = fmt.conversation_ids(CONVERSATION)
+    # two assistant segments trained, everything else (and the padding) not
+    mask = [False] * len(ids)
+    mask[30:45] = [True] * 15
+    mask[60:70] = [True] * 10
+    long = TrainSample(tuple(ids), tuple(mask))
+    short = TrainSample(tuple(ids[:40]), tuple(mask[:40]))
+    batch = collate([long, short])
+    with torch.no_grad():
+        ours, entropy = token_logprobs(model, batch, 0.8, with_entropy=True)
+        for row, sample in enumerate([long, short]):
+            x = torch.tensor([sample.input_ids])
+            full = torch.log_softmax(model(x).logits[0].float() / 0.8, -1)
+            pos = torch.tensor(sample.loss_mask).nonzero().squeeze(1)
+            expected = full[pos - 1, x[0, pos]]
+            k = len(pos)
+            torch.testing.assert_close(ours[row, :k], expected, atol=1e-5, rtol=0)
+            h = -(full[pos - 1].exp() * full[pos - 1]).sum(-1)
+            torch.testing.assert_close(entropy[row, :k], h, atol=1e-4, rtol=0)
+            assert (ours[row, k:] == 0).all()
+
+
+def test_gradient_flows_only_through_trained_positions(fmt):
+    model = tiny_model()
+    ids = fmt.conversation_ids(CONVERSATION)
+    mask = [False] * len(ids)
+    mask[-5:] = [True] * 5
+    logprobs, _ = token_logprobs(model, collate([TrainSample(tuple(ids), tuple(mask))]))
+    logprobs.sum().backward()
+    emb = model.get_input_embeddings().weight.grad
+    assert emb is not None and emb.abs().sum() > 0
