@@ -141,6 +141,90 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return launch.run_sglang(command, url=url, startup_timeout=args.startup_timeout)
 
 
+def _config(args: argparse.Namespace):
+    from pivotgym.config import load_config
+
+    overrides = list(args.set or [])
+    for key in ("env", "model", "engine", "engine_url", "sandbox", "out", "seed", "device"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    return load_config(args.config, overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pivotgym.pipeline import Run
+
+    asyncio.run(Run(_config(args)).run())
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from pivotgym.pipeline import Run
+
+    config = _config(args)
+    if args.out is None:
+        config.out = config.out.rstrip("/") + "-sft"
+    asyncio.run(Run(config).sft())
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from pivotgym.pipeline import Run
+
+    async def go() -> None:
+        run = Run(_config(args))
+        run.out.mkdir(parents=True, exist_ok=True)
+        pool = run.candidates()
+        rows = await run.profile(pool)
+        run.select(rows, pool)
+        r = run.filter_report
+        console.print(
+            f"{r.candidates} candidates profiled, {r.kept} pivots kept ({r.kept_fraction:.0%}, "
+            f"λ_diff={r.lambda_diff}); μ histogram {list(r.mean_histogram)} -> {run.out}"
+        )
+
+    asyncio.run(go())
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pivotgym.pipeline import Run
+
+    async def go() -> dict:
+        run = Run(_config(args))
+        run.out.mkdir(parents=True, exist_ok=True)
+        return await run.evaluate(args.name)
+
+    result = asyncio.run(go())
+    in_domain = result["in_domain"]
+    table = Table(title=f"evaluation of {args.model or 'pivotgym-tiny'}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("in-domain success", f"{in_domain['success_rate']:.1%}")
+    table.add_row("episodes", str(in_domain["episodes"]))
+    table.add_row("mean turns", f"{in_domain['mean_turns']:.2f}")
+    table.add_row("out-of-domain accuracy", f"{result['ood']['accuracy']:.1%}")
+    console.print(table)
+    return 0
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file (see pivotgym.config for every key)")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="override a config key, e.g. train.steps=12 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--env")
+    parser.add_argument("--model", help="bundled model name or local checkpoint path")
+    parser.add_argument("--engine", choices=("torch", "sglang"))
+    parser.add_argument("--engine-url", dest="engine_url")
+    parser.add_argument("--sandbox", choices=BACKENDS)
+    parser.add_argument("--out")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pivotgym", description="Turn-level RL on SFT agent trajectories."
@@ -174,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--startup-timeout", type=float, default=1800.0, help="sglang: seconds")
     serve.set_defaults(func=cmd_serve)
+    for name, func, text in (
+        ("run", cmd_run, "PivotRL: profile, filter, train and evaluate"),
+        ("profile", cmd_profile, "profile candidates with the frozen policy and keep pivots"),
+        ("sft", cmd_sft, "the SFT baseline on the same trajectories, then evaluate"),
+        ("eval", cmd_eval, "evaluate a checkpoint: held-out episodes and the OOD skill"),
+    ):
+        command = sub.add_parser(name, help=text)
+        _run_options(command)
+        command.set_defaults(func=func)
+        if name == "eval":
+            command.add_argument("--name", default="checkpoint", help="label of the result file")
     return parser
 
 

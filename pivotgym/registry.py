@@ -39,7 +39,9 @@ class EnvSpec:
     it is called with ``tasks=`` and the keyword options of :func:`make`.
     ``trajectories`` and ``tasks`` map split names to a JSONL file and a folder of task
     directories. A split with trajectories but no task folder (their tasks are inline)
-    still loads its tasks from the trajectories.
+    still loads its tasks from the trajectories. ``lambda_diff`` is the pivot filter's
+    default difficulty threshold for this environment (keep candidates whose mean
+    profiled reward is below it).
     """
 
     name: str
@@ -48,6 +50,7 @@ class EnvSpec:
     trajectories: Mapping[str, Path] = field(default_factory=dict)
     tasks: Mapping[str, Path] = field(default_factory=dict)
     default_split: str = "train"
+    lambda_diff: float = 0.75
 
     @property
     def gym_id(self) -> str:

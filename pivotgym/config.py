@@ -1,0 +1,187 @@
+"""Run configuration: a TOML file, then ``section.key=value`` overrides, all checked.
+
+Every key has a default, so an empty file (or none) is a valid configuration. An
+unknown key or a value of the wrong type is a :class:`~pivotgym.errors.DataError`
+naming the file and the field; the resolved configuration is saved with every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from pivotgym.errors import DataError
+
+
+@dataclass
+class DataConfig:
+    """Which trajectories to profile and which tasks to evaluate on."""
+
+    split: str = "train"
+    max_candidates: int = 192
+    eval_split: str = "test"
+    eval_tasks: int = 48
+    eval_attempts: int = 1
+    ood_questions: int = 100
+
+
+@dataclass
+class ProfileConfig:
+    """Offline profiling with the frozen π0 (see :mod:`pivotgym.profiling`).
+
+    ``verifier`` and ``lambda_diff`` default to the environment's own settings.
+    """
+
+    k: int = 8
+    temperature: float = 1.0
+    max_new_tokens: int = 160
+    engine_batch: int = 8
+    sandbox_slots: int = 4
+    verifier: str = ""
+    lambda_diff: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """GRPO on one-turn actions at the pivots (see :mod:`pivotgym.rl`)."""
+
+    steps: int = 24
+    pivots_per_step: int = 8
+    group_size: int = 8
+    lr: float = 2e-5
+    warmup_steps: int = 2
+    schedule: str = "constant"
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    beta: float = 0.0
+    aggregation: str = "token-mean"
+    scale_std: bool = True
+    leave_one_out: bool = False
+    micro_batch_size: int = 16
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 8
+    max_new_tokens: int = 160
+
+
+@dataclass
+class SFTConfig:
+    """The SFT baseline on the same trajectories (``pivotgym sft``)."""
+
+    steps: int = 60
+    batch_size: int = 8
+    lr: float = 5e-5
+    warmup_steps: int = 4
+    micro_batch_size: int = 8
+
+
+@dataclass
+class EvalConfig:
+    """Full episodes with the policy acting."""
+
+    temperature: float = 0.7
+    max_new_tokens: int = 192
+
+
+@dataclass
+class RunConfig:
+    """Everything ``pivotgym run`` needs; see each section's class."""
+
+    env: str = "terminal"
+    model: str = "pivotgym-tiny"
+    engine: str = "torch"
+    engine_url: str = "http://127.0.0.1:30000"
+    sandbox: str = ""
+    device: str = "cpu"
+    seed: int = 0
+    out: str = "runs/pivotrl"
+    data: DataConfig = field(default_factory=DataConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def dump_toml(self) -> str:
+        lines = []
+        sections = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                sections.append((f.name, value))
+            else:
+                lines.append(f"{f.name} = {_toml(value)}")
+        for name, section in sections:
+            lines.append(f"\n[{name}]")
+            lines.extend(f"{f.name} = {_toml(getattr(section, f.name))}" for f in fields(section))
+        return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def _check(value: Any, kind: type, where: str, source: str | None) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise DataError(f"expected {kind.__name__}, got {value!r}", file=source, field=where)
+    return value
+
+
+def _apply(target: Any, table: dict[str, Any], prefix: str, source: str | None) -> None:
+    hints = get_type_hints(type(target))
+    known = {f.name for f in fields(target)}
+    for key, value in table.items():
+        where = f"{prefix}{key}"
+        if key not in known:
+            raise DataError(
+                f"unknown key (known: {', '.join(sorted(known))})", file=source, field=where
+            )
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise DataError("must be a table", file=source, field=where)
+            _apply(current, value, where + ".", source)
+        else:
+            setattr(target, key, _check(value, hints[key], where, source))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.steps=12"`` as ``(["train", "steps"], 12)``; the value is read as TOML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise DataError(f"override {text!r} is not KEY=VALUE", field="--set")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word is a string
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """The defaults, updated by the TOML file at ``path`` and then by ``overrides``."""
+    config = RunConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError("no such config file", file=path)
+        try:
+            table = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise DataError(f"invalid TOML: {exc}", file=path) from None
+        _apply(config, table, "", str(path))
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        nested: dict[str, Any] = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            nested = {key: nested}
+        _apply(config, nested, "", "--set")
+    return config

@@ -1,0 +1,177 @@
+"""Evaluation: full multi-turn episodes scored by each task's test, and the OOD skill.
+
+Episodes run in lockstep: at every turn, the prompts of all unfinished episodes go to
+the engine as one batch, then every episode steps its environment concurrently. Each
+episode samples with its own seed stream (derived from the seed, the task and the
+attempt), so results do not depend on which other episodes share a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from statistics import mean
+from typing import Any
+
+from pivotgym.chat import ChatFormat
+from pivotgym.engines.base import Engine, SamplingParams
+from pivotgym.env import AsyncEnv
+from pivotgym.models import ood
+from pivotgym.tasks import Task
+
+
+def _seed(*parts: object) -> int:
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+@dataclass
+class Episode:
+    """One attempt at one task: its reward, length and what went wrong on the way."""
+
+    task: str
+    family: str | None
+    attempt: int
+    reward: float = 0.0
+    turns: int = 0
+    malformed_turns: int = 0
+    generated_tokens: int = 0
+    infra_error: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EpisodeReport:
+    episodes: list[Episode]
+
+    @property
+    def valid(self) -> list[Episode]:
+        return [e for e in self.episodes if e.infra_error is None]
+
+    @property
+    def success_rate(self) -> float:
+        """Mean over tasks of the mean success over that task's attempts."""
+        by_task: dict[str, list[float]] = {}
+        for e in self.valid:
+            by_task.setdefault(e.task, []).append(1.0 if e.reward >= 1.0 else 0.0)
+        return mean(mean(v) for v in by_task.values()) if by_task else 0.0
+
+    def by_family(self) -> dict[str, float]:
+        groups: dict[str, list[float]] = {}
+        for e in self.valid:
+            groups.setdefault(e.family or "?", []).append(1.0 if e.reward >= 1.0 else 0.0)
+        return {k: mean(v) for k, v in sorted(groups.items())}
+
+    def to_json(self) -> dict[str, Any]:
+        valid = self.valid
+        return {
+            "episodes": len(self.episodes),
+            "infra_errors": len(self.episodes) - len(valid),
+            "success_rate": self.success_rate,
+            "mean_turns": mean(e.turns for e in valid) if valid else 0.0,
+            "malformed_turns": sum(e.malformed_turns for e in valid),
+            "generated_tokens": sum(e.generated_tokens for e in self.episodes),
+            "by_family": self.by_family(),
+        }
+
+
+async def run_episodes(
+    engine: Engine,
+    chat: ChatFormat,
+    make_env: Callable[[], AsyncEnv],
+    tasks: Sequence[Task],
+    sampling: SamplingParams,
+    *,
+    attempts: int = 1,
+    seed: int = 0,
+    keep_messages: bool = False,
+) -> EpisodeReport:
+    """Play every task ``attempts`` times with the engine as the policy."""
+    episodes = [Episode(t.name, t.config.family, a) for t in tasks for a in range(attempts)]
+    task_of = [t for t in tasks for _ in range(attempts)]
+    envs = [make_env() for _ in episodes]
+    try:
+        resets = await asyncio.gather(
+            *(env.areset(options={"task": t}) for env, t in zip(envs, task_of, strict=True))
+        )
+        conversations = [obs for obs, _ in resets]
+        active = list(range(len(episodes)))
+        while active:
+            prompts = chat.batch_prompt_ids(
+                [conversations[i] for i in active], envs[active[0]].tools
+            )
+            seeds = [
+                _seed(seed, episodes[i].task, episodes[i].attempt, episodes[i].turns)
+                for i in active
+            ]
+            groups = await engine.generate_batch(prompts, 1, sampling, seeds=seeds)
+            actions = []
+            for i, group in zip(active, groups, strict=True):
+                episode = episodes[i]
+                action = chat.parse(group[0], first_call=episode.turns)
+                episode.generated_tokens += len(group[0].token_ids)
+                episode.malformed_turns += bool(action.get("parse_error"))
+                actions.append(action)
+            results = await asyncio.gather(
+                *(envs[i].astep(a) for i, a in zip(active, actions, strict=True))
+            )
+            still = []
+            for i, (obs, reward, terminated, truncated, info) in zip(active, results, strict=True):
+                episode = episodes[i]
+                conversations[i] = obs
+                episode.turns += 1
+                if info.get("infra_error"):
+                    episode.infra_error = info["infra_error"]
+                if terminated or truncated or episode.infra_error:
+                    episode.reward = reward
+                    if keep_messages:
+                        episode.messages = obs
+                else:
+                    still.append(i)
+            active = still
+    finally:
+        await asyncio.gather(*(env.aclose() for env in envs))
+    return EpisodeReport(episodes)
+
+
+async def ood_accuracy(
+    engine: Engine, chat: ChatFormat, *, n: int = 200, seed: int = 0, max_new_tokens: int = 160
+) -> dict[str, Any]:
+    """Greedy accuracy on the held-out out-of-domain questions (arithmetic and strings)."""
+    questions = ood.eval_questions(n, seed)
+    sampling = SamplingParams(
+        temperature=0.0,
+        top_p=1.0,
+        top_k=-1,
+        max_new_tokens=max_new_tokens,
+        stop_token_ids=tuple(chat.stop_ids),
+        seed=seed,
+    )
+    prompts = chat.batch_prompt_ids([q.messages() for q in questions])
+    groups = await engine.generate_batch(prompts, 1, sampling)
+    right = [
+        ood.score(q, chat.decode(g[0].token_ids)) for q, g in zip(questions, groups, strict=True)
+    ]
+    by_kind: dict[str, list[bool]] = {}
+    for q, ok in zip(questions, right, strict=True):
+        by_kind.setdefault(q.kind, []).append(ok)
+    return {
+        "questions": n,
+        "accuracy": sum(right) / n,
+        "by_kind": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())},
+    }
+
+
+def episode_sampling(
+    chat: ChatFormat, temperature: float, max_new_tokens: int = 192
+) -> SamplingParams:
+    return SamplingParams(
+        temperature=temperature,
+        top_p=1.0,
+        top_k=-1,
+        max_new_tokens=max_new_tokens,
+        stop_token_ids=tuple(chat.stop_ids),
+        seed=0,
+    )

@@ -1,0 +1,473 @@
+"""``pivotgym run``: profile → filter → train → evaluate, with every artifact on disk.
+
+The output folder holds::
+
+    config.toml            the resolved configuration
+    profile.jsonl          one row per candidate (append-only, resumable)
+    pivots.jsonl           the kept pivots in pivotgym's format
+    pivots.nemo.jsonl      the same as NeMo-Gym pivot rows
+    eval_base.json         π0 on held-out tasks and the out-of-domain skill
+    metrics.jsonl          one row per optimiser step
+    checkpoint/            the learner's resumable state (every ``checkpoint_every``)
+    policy/                the trained policy as a Hugging Face checkpoint
+    eval_final.json        the trained policy, evaluated as π0 was
+    report.json, report.md the summary table
+
+Every stage skips work already on disk, so a run interrupted anywhere continues where it
+stopped when started again with the same output folder, and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pivotgym import registry
+from pivotgym.candidates import Candidate, candidates
+from pivotgym.chat import ChatFormat
+from pivotgym.config import RunConfig
+from pivotgym.engines.base import Engine, SamplingParams
+from pivotgym.env import AsyncEnv
+from pivotgym.errors import DataError
+from pivotgym.evaluation import episode_sampling, ood_accuracy, run_episodes
+from pivotgym.pivots import select_pivots, to_nemo_row, write_rows
+from pivotgym.profiling import Profiler, ProfileSettings
+from pivotgym.replay import SnapshotCache
+from pivotgym.rl.batch import TrainSample
+from pivotgym.rl.learner import Learner, RLConfig
+from pivotgym.rl.sft import SFTTrainer, sft_sample
+from pivotgym.rl.training import BatchCursor, OptimConfig
+from pivotgym.verifiers import Verifier, default_verifier, get_verifier
+from pivotgym.verifiers.base import restore
+
+console = Console()
+
+
+def stable_seed(*parts: object) -> int:
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+@dataclass
+class Stack:
+    """The policy side of a run: the sampling engine, the chat layer, the trainable model."""
+
+    engine: Engine
+    chat: ChatFormat
+    tokenizer: Any
+    policy: Any  # the model the learner trains (its weights are pushed to the engine)
+
+
+def build_stack(config: RunConfig) -> Stack:
+    """Load the model (bundled name or local path) and start the configured engine."""
+    from pivotgym import models
+
+    path = models.resolve(config.model)
+    if config.engine == "torch":
+        from pivotgym.engines.torch import TorchEngine
+
+        sampler, tokenizer = models.load(path, device=config.device)
+        engine: Engine = TorchEngine(sampler, tokenizer, device=config.device)
+    elif config.engine == "sglang":
+        from transformers import AutoTokenizer
+
+        from pivotgym.engines.sglang import SGLangEngine
+
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        engine = SGLangEngine(config.engine_url)
+    else:
+        raise DataError(f"unknown engine {config.engine!r} (torch or sglang)", field="engine")
+    policy, _ = models.load(path, device=config.device)
+    return Stack(engine, ChatFormat(tokenizer), tokenizer, policy)
+
+
+class Run:
+    """One configured run; each stage is a method, skipping what is already on disk."""
+
+    def __init__(self, config: RunConfig, stack: Stack | None = None) -> None:
+        self.config = config
+        self.out = Path(config.out)
+        self.spec = registry.get_spec(config.env)
+        self.lambda_diff = config.profile.lambda_diff or self.spec.lambda_diff
+        self.verifier: Verifier = (
+            get_verifier(config.profile.verifier)
+            if config.profile.verifier
+            else default_verifier(config.env)
+        )
+        self.cache = SnapshotCache()
+        self.stack = stack or build_stack(config)
+        self.tools = registry.get_spec(config.env).factory().tools
+        self.timings: dict[str, float] = {}
+
+    def make_env(self) -> AsyncEnv:
+        return registry.make(
+            self.config.env, tasks=[], sandbox=self.config.sandbox or None, cache=self.cache
+        )
+
+    # -------------------------------------------------------------------------- stages
+
+    def candidates(self) -> list[Candidate]:
+        trajectories = registry.load_trajectories(self.config.env, self.config.data.split)
+        pool = list(candidates(trajectories))
+        limit = self.config.data.max_candidates
+        if 0 < limit < len(pool):
+            chosen = set(random.Random(self.config.seed).sample(range(len(pool)), limit))
+            pool = [c for i, c in enumerate(pool) if i in chosen]
+        return pool
+
+    async def profile(self, pool: Sequence[Candidate]) -> list[dict[str, Any]]:
+        p = self.config.profile
+        settings = ProfileSettings(
+            k=p.k,
+            temperature=p.temperature,
+            max_new_tokens=p.max_new_tokens,
+            seed=self.config.seed,
+            engine_batch=p.engine_batch,
+            sandbox_slots=p.sandbox_slots,
+        )
+        profiler = Profiler(
+            engine=self.stack.engine,
+            chat=self.stack.chat,
+            verifier=self.verifier,
+            make_env=self.make_env,
+            tools=self.tools,
+            settings=settings,
+        )
+        return await profiler.run(pool, self.out / "profile.jsonl")
+
+    def select(self, rows: list[dict[str, Any]], pool: Sequence[Candidate]) -> list[Candidate]:
+        kept, report = select_pivots(rows, self.lambda_diff)
+        by_id = {c.id: c for c in pool}
+        pivots = [by_id[r["candidate_id"]] for r in kept if r["candidate_id"] in by_id]
+        ours = [
+            {
+                "pivot_id": c.id,
+                "trajectory_id": c.trajectory.id,
+                "turn": c.turn,
+                "env": c.env,
+                "task": c.trajectory.task,
+                "prefix": c.prefix,
+                "reference": c.reference,
+                "tools": self.tools,
+                "profile": {k: r[k] for k in ("mean", "variance", "k", "rewards")},
+            }
+            for c, r in zip(pivots, kept, strict=True)
+        ]
+        write_rows(ours, self.out / "pivots.jsonl")
+        write_rows((to_nemo_row(p) for p in ours), self.out / "pivots.nemo.jsonl")
+        (self.out / "filter.json").write_text(json.dumps(report.to_json(), indent=2))
+        self.filter_report = report
+        return pivots
+
+    async def evaluate(self, name: str) -> dict[str, Any]:
+        path = self.out / f"eval_{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        data, ev = self.config.data, self.config.eval
+        tasks = list(registry.load_tasks(self.config.env, data.eval_split))
+        if 0 < data.eval_tasks < len(tasks):
+            tasks = random.Random(self.config.seed).sample(tasks, data.eval_tasks)
+        sampling = episode_sampling(self.stack.chat, ev.temperature, ev.max_new_tokens)
+        report = await run_episodes(
+            self.stack.engine,
+            self.stack.chat,
+            self.make_env,
+            tasks,
+            sampling,
+            attempts=data.eval_attempts,
+            seed=self.config.seed,
+        )
+        result = {
+            "in_domain": report.to_json(),
+            "ood": await ood_accuracy(
+                self.stack.engine, self.stack.chat, n=data.ood_questions, seed=self.config.seed
+            ),
+            "weight_version": self.stack.engine.weight_version,
+        }
+        path.write_text(json.dumps(result, indent=2))
+        return result
+
+    async def _rewards(
+        self, candidate: Candidate, actions: list[dict[str, Any]], envs: asyncio.Queue
+    ):
+        env = await envs.get()
+        try:
+            state = await restore(env, candidate)
+            return await self.verifier.verify_many(state, actions, candidate.reference)
+        finally:
+            envs.put_nowait(env)
+
+    def learner(self, n_pivots: int) -> Learner:
+        t, p = self.config.train, self.config.profile
+        optim = OptimConfig(
+            lr=t.lr,
+            warmup_steps=t.warmup_steps,
+            schedule=t.schedule,  # type: ignore[arg-type]
+            total_steps=t.steps,
+            max_grad_norm=t.max_grad_norm,
+            micro_batch_size=t.micro_batch_size,
+        )
+        rl = RLConfig(
+            temperature=p.temperature,
+            clip_low=t.clip_low,
+            clip_high=t.clip_high,
+            beta=t.beta,
+            aggregation=t.aggregation,  # type: ignore[arg-type]
+            scale_std=t.scale_std,
+            leave_one_out=t.leave_one_out,
+        )
+        reference = None
+        if t.beta > 0:
+            from pivotgym import models
+
+            reference, _ = models.load(models.resolve(self.config.model), device=self.config.device)
+        return Learner(
+            self.stack.policy,
+            optim=optim,
+            rl=rl,
+            engine=self.stack.engine,
+            reference=reference,
+            device=self.config.device,
+            cursor=BatchCursor(n_pivots, t.pivots_per_step, seed=self.config.seed),
+            weights_dir=self.out / "weights",
+            pad_id=self.stack.tokenizer.pad_token_id or 0,
+        )
+
+    async def train_step(
+        self, learner: Learner, pivots: Sequence[Candidate], envs: asyncio.Queue[AsyncEnv]
+    ) -> dict[str, float]:
+        """Sample a group at each of the next pivots with the current policy, score the
+        groups with the profiling verifier, and take one GRPO step on them."""
+        t, chat = self.config.train, self.stack.chat
+        assert learner.state.cursor is not None
+        step = learner.state.step
+        batch = [pivots[i] for i in learner.state.cursor.next()]
+        prompts = chat.batch_prompt_ids([c.prefix for c in batch], self.tools)
+        seeds = [stable_seed(self.config.seed, "train", step, c.id) for c in batch]
+        sampling = SamplingParams(
+            temperature=self.config.profile.temperature,
+            top_p=1.0,
+            top_k=-1,
+            max_new_tokens=t.max_new_tokens,
+            stop_token_ids=tuple(chat.stop_ids),
+            seed=0,
+        )
+        started = time.perf_counter()
+        groups = await self.stack.engine.generate_batch(
+            prompts, t.group_size, sampling, seeds=seeds
+        )
+        sampled = time.perf_counter()
+        verdicts = await asyncio.gather(
+            *(
+                self._rewards(c, [chat.parse(s) for s in g], envs)
+                for c, g in zip(batch, groups, strict=True)
+            )
+        )
+        verified = time.perf_counter()
+        samples = [
+            TrainSample.turn(prompt, s, reward=v.reward, group=c.id, infra_failed=v.infra_error)
+            for c, prompt, g, vs in zip(batch, prompts, groups, verdicts, strict=True)
+            for s, v in zip(g, vs, strict=True)
+        ]
+        metrics = await learner.astep(samples)
+        metrics.update(
+            sample_s=sampled - started, verify_s=verified - sampled, pivots=float(len(batch))
+        )
+        return metrics
+
+    async def train(self, pivots: Sequence[Candidate]) -> Learner:
+        t = self.config.train
+        learner = self.learner(len(pivots))
+        checkpoint = self.out / "checkpoint"
+        if checkpoint.exists():
+            learner.load(checkpoint)
+            if not hasattr(self.stack.engine, "load_state_dict_sync"):
+                path = learner.save_weights()
+                await self.stack.engine.update_weights(str(path), str(learner.version))
+        envs: asyncio.Queue[AsyncEnv] = asyncio.Queue()
+        for _ in range(self.config.profile.sandbox_slots):
+            envs.put_nowait(self.make_env())
+        try:
+            with (self.out / "metrics.jsonl").open("a") as log:
+                while learner.state.step < t.steps:
+                    metrics = await self.train_step(learner, pivots, envs)
+                    log.write(json.dumps(metrics) + "\n")
+                    log.flush()
+                    console.print(
+                        f"step {learner.state.step:>3}/{t.steps}"
+                        f"  reward {metrics['reward_mean']:.3f}"
+                        f"  loss {metrics.get('loss', float('nan')):+.4f}"
+                        f"  zero-variance groups {metrics['zero_variance_groups']:.0f}"
+                    )
+                    step = learner.state.step
+                    if step % t.checkpoint_every == 0 or step == t.steps:
+                        learner.save(checkpoint)
+        finally:
+            while not envs.empty():
+                await envs.get_nowait().aclose()
+        return learner
+
+    async def push_weights(self, model: Any, version: str) -> None:
+        """Bring the engine to ``model``'s weights (in memory, or through a checkpoint)."""
+        engine = self.stack.engine
+        if hasattr(engine, "load_state_dict"):
+            await engine.load_state_dict(
+                {k: v.detach() for k, v in model.state_dict().items()}, version
+            )
+        else:
+            path = self.out / "weights" / f"v{version}"
+            model.save_pretrained(path)
+            await engine.update_weights(str(path), version)
+
+    async def sft(self) -> dict[str, Any]:
+        """The SFT baseline: the trajectories behind the candidate pool, assistant turns only."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.toml").write_text(self.config.dump_toml())
+        start = time.perf_counter()
+        pool = self.candidates()
+        wanted = {c.trajectory.id for c in pool}
+        trajectories = [
+            t
+            for t in registry.load_trajectories(self.config.env, self.config.data.split)
+            if t.id in wanted
+        ]
+        examples = [sft_sample(self.stack.chat, t.messages, self.tools) for t in trajectories]
+        s = self.config.sft
+        optim = OptimConfig(
+            lr=s.lr, warmup_steps=s.warmup_steps, micro_batch_size=s.micro_batch_size
+        )
+        trainer = SFTTrainer(
+            self.stack.policy,
+            examples,
+            optim=optim,
+            batch_size=s.batch_size,
+            seed=self.config.seed,
+            device=self.config.device,
+            pad_id=self.stack.tokenizer.pad_token_id or 0,
+        )
+        base = await self.evaluate("base")
+        checkpoint = self.out / "checkpoint"
+        if checkpoint.exists():
+            trainer.load(checkpoint)
+        with (self.out / "metrics.jsonl").open("a") as log:
+            while trainer.state.step < s.steps:
+                metrics = await asyncio.to_thread(trainer.step)
+                log.write(json.dumps(metrics) + "\n")
+                log.flush()
+                console.print(
+                    f"sft step {trainer.state.step:>3}/{s.steps}  loss {metrics['loss']:.4f}"
+                )
+                if trainer.state.step % self.config.train.checkpoint_every == 0:
+                    trainer.save(checkpoint)
+        trainer.save(checkpoint)
+        trainer.model.save_pretrained(self.out / "policy")
+        self.stack.tokenizer.save_pretrained(self.out / "policy")
+        await self.push_weights(trainer.model, f"sft-{trainer.state.step}")
+        final = await self.evaluate("final")
+        self.timings["total_s"] = time.perf_counter() - start
+        report = {
+            "env": self.config.env,
+            "method": "sft",
+            "trajectories": len(examples),
+            "candidates": len(pool),
+            "pivots": 0,
+            "kept_fraction": 0.0,
+            "in_domain_base": base["in_domain"]["success_rate"],
+            "in_domain_final": final["in_domain"]["success_rate"],
+            "ood_base": base["ood"]["accuracy"],
+            "ood_final": final["ood"]["accuracy"],
+            "timings": self.timings,
+        }
+        (self.out / "report.json").write_text(json.dumps(report, indent=2))
+        console.print(report_table(report))
+        return report
+
+    # ---------------------------------------------------------------------------- whole
+
+    async def run(self) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.toml").write_text(self.config.dump_toml())
+        start = time.perf_counter()
+        pool = self.candidates()
+        console.print(
+            f"[bold]{len(pool)} candidates[/] from {self.config.env}/{self.config.data.split}"
+        )
+        rows = await self.profile(pool)
+        self.timings["profile_s"] = time.perf_counter() - start
+        pivots = self.select(rows, pool)
+        r = self.filter_report
+        console.print(
+            f"[bold]{r.kept} pivots[/] kept of {r.candidates} ({r.kept_fraction:.0%}); "
+            f"μ histogram {list(r.mean_histogram)}"
+        )
+        if not pivots:
+            raise DataError(
+                "no candidate passed the pivot filter: nothing to train on "
+                f"(λ_diff={self.lambda_diff}); see {self.out / 'filter.json'}"
+            )
+        mark = time.perf_counter()
+        base = await self.evaluate("base")
+        self.timings["eval_base_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        learner = await self.train(pivots)
+        self.timings["train_s"] = time.perf_counter() - mark
+        learner.model.save_pretrained(self.out / "policy")
+        self.stack.tokenizer.save_pretrained(self.out / "policy")
+        mark = time.perf_counter()
+        final = await self.evaluate("final")
+        self.timings["eval_final_s"] = time.perf_counter() - mark
+        self.timings["total_s"] = time.perf_counter() - start
+        report = {
+            "env": self.config.env,
+            "method": "pivotrl",
+            "candidates": r.candidates,
+            "pivots": r.kept,
+            "kept_fraction": r.kept_fraction,
+            "lambda_diff": self.lambda_diff,
+            "in_domain_base": base["in_domain"]["success_rate"],
+            "in_domain_final": final["in_domain"]["success_rate"],
+            "ood_base": base["ood"]["accuracy"],
+            "ood_final": final["ood"]["accuracy"],
+            "timings": self.timings,
+        }
+        (self.out / "report.json").write_text(json.dumps(report, indent=2))
+        (self.out / "report.md").write_text(report_markdown(report))
+        console.print(report_table(report))
+        return report
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"{report.get('method', 'pivotrl')} on {report['env']}")
+    for column in ("", "π0", "trained", "change"):
+        table.add_column(column, justify="right")
+    table.add_row("candidates", str(report["candidates"]), "", "")
+    table.add_row("pivots kept", f"{report['pivots']} ({report['kept_fraction']:.0%})", "", "")
+    for label, key in (("in-domain success", "in_domain"), ("out-of-domain accuracy", "ood")):
+        before, after = report[f"{key}_base"], report[f"{key}_final"]
+        table.add_row(label, f"{before:.1%}", f"{after:.1%}", f"{100 * (after - before):+.1f} pts")
+    table.add_row("wall-clock", "", f"{report['timings']['total_s']:.0f} s", "")
+    return table
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    rows = [
+        "| | π0 | trained | change |",
+        "|---|---|---|---|",
+        f"| candidates | {report['candidates']} | | |",
+        f"| pivots kept | {report['pivots']} ({report['kept_fraction']:.0%}) | | |",
+    ]
+    for label, key in (("in-domain success", "in_domain"), ("out-of-domain accuracy", "ood")):
+        before, after = report[f"{key}_base"], report[f"{key}_final"]
+        rows.append(f"| {label} | {before:.1%} | {after:.1%} | {100 * (after - before):+.1f} pts |")
+    timings = ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items())
+    return f"# PivotRL on {report['env']}\n\n" + "\n".join(rows) + f"\n\nSeconds: {timings}\n"

@@ -1,0 +1,65 @@
+"""Run configuration: TOML file, overrides, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pivotgym.cli import main
+from pivotgym.config import RunConfig, load_config
+from pivotgym.errors import DataError
+
+
+def test_defaults_file_and_overrides_compose(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('seed = 3\n[train]\nsteps = 5\nlr = 1\n[profile]\nk = 4\n')
+    config = load_config(path, ["train.steps=7", "out=somewhere", "profile.verifier=exact"])
+    assert (config.seed, config.train.steps, config.profile.k) == (3, 7, 4)
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    assert config.out == "somewhere" and config.profile.verifier == "exact"
+    assert config.data == RunConfig().data
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path: Path) -> None:
+    config = load_config(None, ["train.steps=9", "eval.temperature=0.5", "train.scale_std=false"])
+    path = tmp_path / "resolved.toml"
+    path.write_text(config.dump_toml())
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "words"),
+    [
+        ("[train]\nstepz = 5\n", [], "train.stepz: unknown key"),
+        ("[train]\nsteps = 'five'\n", [], "train.steps: expected int"),
+        ("train = 3\n", [], "train: must be a table"),
+        ("[train\n", [], "invalid TOML"),
+        ("", ["profile.k=true"], "profile.k: expected int"),
+        ("", ["nosuch=1"], "nosuch: unknown key"),
+        ("", ["novalue"], "not KEY=VALUE"),
+    ],
+)
+def test_bad_config_names_the_file_and_field(tmp_path: Path, text, overrides, words) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(DataError, match=words):
+        load_config(path, overrides)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--env", "nope"],
+        ["run", "--set", "train.steps=x"],
+        ["run", "--config", "/nonexistent/run.toml"],
+        ["run", "--model", "/nonexistent/model"],
+        ["profile", "--set", "data.split='nosplit'"],
+    ],
+)
+def test_cli_exits_2_with_one_line_and_computes_nothing(tmp_path: Path, argv, capsys) -> None:
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pivotgym: error: ") and err.count("\n") == 1
+    assert not out.exists()

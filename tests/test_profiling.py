@@ -1,0 +1,75 @@
+"""Offline profiling: resumable, deterministic, append-only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from tiny_models import tiny_checkpoint
+
+import pivotgym
+from pivotgym.candidates import candidates
+from pivotgym.chat import ChatFormat
+from pivotgym.engines.torch import TorchEngine
+from pivotgym.envs.terminal.env import TerminalEnv
+from pivotgym.profiling import Profiler, ProfileSettings, read_done, summarize
+from pivotgym.replay import SnapshotCache
+from pivotgym.verifiers import get_verifier
+
+
+@pytest.fixture(scope="module")
+def profiler() -> Profiler:
+    from pivotgym import models
+
+    model, tokenizer = models.load(tiny_checkpoint())
+    cache = SnapshotCache()
+    return Profiler(
+        engine=TorchEngine(model, tokenizer),
+        chat=ChatFormat(tokenizer),
+        verifier=get_verifier("similarity", threshold=0.0),
+        make_env=lambda: pivotgym.make("terminal", tasks=[], cache=cache),
+        tools=TerminalEnv.tools,
+        settings=ProfileSettings(k=3, max_new_tokens=24, engine_batch=2, sandbox_slots=2, seed=7),
+    )
+
+
+def pool() -> list:
+    trajectories = pivotgym.load_trajectories("terminal", split="train")[:3]
+    return list(candidates(trajectories))[:5]
+
+
+def stable(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_interrupted_run_resumes_to_the_same_rows(profiler: Profiler, tmp_path: Path) -> None:
+    cands = pool()
+    whole = asyncio.run(profiler.run(cands, tmp_path / "whole.jsonl", show_progress=False))
+    assert [r["candidate_id"] for r in whole] == [c.id for c in cands]
+    assert all(len(r["rewards"]) == 3 and r["n_valid"] == 3 for r in whole)
+
+    part = tmp_path / "part.jsonl"
+    asyncio.run(profiler.run(cands[:2], part, show_progress=False))
+    with part.open("a") as fh:  # a crash tore the next row in half
+        fh.write('{"candidate_id": "torn')
+    resumed = asyncio.run(profiler.run(cands, part, show_progress=False))
+    assert stable(resumed) == stable(whole)
+    lines = part.read_text().splitlines()
+    assert len(lines) == len(cands) and all(json.loads(line) for line in lines)
+    # A finished file is not profiled again.
+    again = asyncio.run(profiler.run(cands, part, show_progress=False))
+    assert part.read_text().count("\n") == len(cands) and stable(again) == stable(whole)
+
+
+def test_read_done_cuts_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"candidate_id": "a:0"}\n{"candidate_id": "b')
+    assert list(read_done(path)) == ["a:0"]
+    assert path.read_text() == '{"candidate_id": "a:0"}\n'
+
+
+def test_summary_excludes_infrastructure_failures() -> None:
+    assert summarize([1.0, 0.0, 0.0], [False, False, True]) == (2, 0.5, 0.25)
+    assert summarize([0.0], [True]) == (0, 0.0, 0.0)
