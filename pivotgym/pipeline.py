@@ -20,6 +20,7 @@ stopped when started again with the same output folder, and loses nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import random
@@ -40,6 +41,7 @@ from pivotgym.engines.base import Engine, SamplingParams
 from pivotgym.env import AsyncEnv
 from pivotgym.errors import DataError
 from pivotgym.evaluation import episode_sampling, ood_accuracy, run_episodes
+from pivotgym.ledger import CountingEngine, Ledger, load_ledger
 from pivotgym.pivots import select_pivots, to_nemo_row, write_rows
 from pivotgym.profiling import Profiler, ProfileSettings
 from pivotgym.replay import SnapshotCache
@@ -106,13 +108,24 @@ class Run:
         )
         self.cache = SnapshotCache()
         self.stack = stack or build_stack(config)
+        self.ledger = load_ledger(self.out / "ledger.json")
+        self.engine = CountingEngine(self.stack.engine, self.ledger)
         self.tools = registry.get_spec(config.env).factory().tools
         self.timings: dict[str, float] = {}
 
-    def make_env(self) -> AsyncEnv:
+    def make_env(self, ledger: Ledger | None = None) -> AsyncEnv:
+        """An environment sharing the run's snapshot cache, charging ``ledger`` (default:
+        the run's)."""
         return registry.make(
-            self.config.env, tasks=[], sandbox=self.config.sandbox or None, cache=self.cache
+            self.config.env,
+            tasks=[],
+            sandbox=self.config.sandbox or None,
+            cache=self.cache,
+            ledger=self.ledger if ledger is None else ledger,
         )
+
+    def save_ledger(self) -> None:
+        (self.out / "ledger.json").write_text(json.dumps(self.ledger.to_json(), indent=2))
 
     # -------------------------------------------------------------------------- stages
 
@@ -136,14 +149,17 @@ class Run:
             sandbox_slots=p.sandbox_slots,
         )
         profiler = Profiler(
-            engine=self.stack.engine,
+            engine=self.engine,
             chat=self.stack.chat,
             verifier=self.verifier,
             make_env=self.make_env,
             tools=self.tools,
             settings=settings,
         )
-        return await profiler.run(pool, self.out / "profile.jsonl")
+        with self.ledger.stage("profiling"):
+            rows = await profiler.run(pool, self.out / "profile.jsonl")
+        self.save_ledger()
+        return rows
 
     def select(self, rows: list[dict[str, Any]], pool: Sequence[Candidate]) -> list[Candidate]:
         kept, report = select_pivots(rows, self.lambda_diff)
@@ -174,14 +190,19 @@ class Run:
         if path.exists():
             return json.loads(path.read_text())
         data, ev = self.config.data, self.config.eval
-        tasks = list(registry.load_tasks(self.config.env, data.eval_split))
-        if 0 < data.eval_tasks < len(tasks):
-            tasks = random.Random(self.config.seed).sample(tasks, data.eval_tasks)
+        every = registry.load_tasks(self.config.env, data.eval_split)
+        chosen = range(len(every))
+        if 0 < data.eval_tasks < len(every):
+            chosen = sorted(random.Random(self.config.seed).sample(chosen, data.eval_tasks))
+        tasks = [every[i] for i in chosen]
         sampling = episode_sampling(self.stack.chat, ev.temperature, ev.max_new_tokens)
+        # Evaluation is not training cost: it runs on a ledger of its own.
+        ledger = Ledger()
+        engine = CountingEngine(self.stack.engine, ledger)
         report = await run_episodes(
-            self.stack.engine,
+            engine,
             self.stack.chat,
-            self.make_env,
+            functools.partial(self.make_env, ledger),
             tasks,
             sampling,
             attempts=data.eval_attempts,
@@ -190,9 +211,10 @@ class Run:
         result = {
             "in_domain": report.to_json(),
             "ood": await ood_accuracy(
-                self.stack.engine, self.stack.chat, n=data.ood_questions, seed=self.config.seed
+                engine, self.stack.chat, n=data.ood_questions, seed=self.config.seed
             ),
-            "weight_version": self.stack.engine.weight_version,
+            "weight_version": engine.weight_version,
+            "ledger": ledger.to_json(),
         }
         path.write_text(json.dumps(result, indent=2))
         return result
@@ -202,8 +224,9 @@ class Run:
     ):
         env = await envs.get()
         try:
-            state = await restore(env, candidate)
-            return await self.verifier.verify_many(state, actions, candidate.reference)
+            with self.ledger.stage("verification"):
+                state = await restore(env, candidate)
+                return await self.verifier.verify_many(state, actions, candidate.reference)
         finally:
             envs.put_nowait(env)
 
@@ -235,7 +258,7 @@ class Run:
             self.stack.policy,
             optim=optim,
             rl=rl,
-            engine=self.stack.engine,
+            engine=self.engine,
             reference=reference,
             device=self.config.device,
             cursor=BatchCursor(n_pivots, t.pivots_per_step, seed=self.config.seed),
@@ -263,9 +286,7 @@ class Run:
             seed=0,
         )
         started = time.perf_counter()
-        groups = await self.stack.engine.generate_batch(
-            prompts, t.group_size, sampling, seeds=seeds
-        )
+        groups = await self.engine.generate_batch(prompts, t.group_size, sampling, seeds=seeds)
         sampled = time.perf_counter()
         verdicts = await asyncio.gather(
             *(
@@ -280,6 +301,9 @@ class Run:
             for s, v in zip(g, vs, strict=True)
         ]
         metrics = await learner.astep(samples)
+        self.ledger.count(learner_tokens=metrics["tokens"], optimizer_steps=metrics["updated"])
+        self.ledger.seconds["learning"] += metrics["time_s"]
+        metrics["ledger"] = self.ledger.snapshot()
         metrics.update(
             sample_s=sampled - started, verify_s=verified - sampled, pivots=float(len(batch))
         )
@@ -291,9 +315,9 @@ class Run:
         checkpoint = self.out / "checkpoint"
         if checkpoint.exists():
             learner.load(checkpoint)
-            if not hasattr(self.stack.engine, "load_state_dict_sync"):
+            if not hasattr(self.engine, "load_state_dict_sync"):
                 path = learner.save_weights()
-                await self.stack.engine.update_weights(str(path), str(learner.version))
+                await self.engine.update_weights(str(path), str(learner.version))
         envs: asyncio.Queue[AsyncEnv] = asyncio.Queue()
         for _ in range(self.config.profile.sandbox_slots):
             envs.put_nowait(self.make_env())
@@ -312,6 +336,7 @@ class Run:
                     step = learner.state.step
                     if step % t.checkpoint_every == 0 or step == t.steps:
                         learner.save(checkpoint)
+                        self.save_ledger()
         finally:
             while not envs.empty():
                 await envs.get_nowait().aclose()
@@ -319,7 +344,7 @@ class Run:
 
     async def push_weights(self, model: Any, version: str) -> None:
         """Bring the engine to ``model``'s weights (in memory, or through a checkpoint)."""
-        engine = self.stack.engine
+        engine = self.engine
         if hasattr(engine, "load_state_dict"):
             await engine.load_state_dict(
                 {k: v.detach() for k, v in model.state_dict().items()}, version
@@ -439,7 +464,9 @@ class Run:
             "ood_base": base["ood"]["accuracy"],
             "ood_final": final["ood"]["accuracy"],
             "timings": self.timings,
+            "ledger": self.ledger.to_json(),
         }
+        self.save_ledger()
         (self.out / "report.json").write_text(json.dumps(report, indent=2))
         (self.out / "report.md").write_text(report_markdown(report))
         console.print(report_table(report))

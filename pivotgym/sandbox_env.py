@@ -19,6 +19,7 @@ from typing import Any
 
 from pivotgym.env import AsyncEnv, Conversation, Message, Observation, ToolCall
 from pivotgym.errors import DataError, DivergenceError, InfraError
+from pivotgym.ledger import Ledger
 from pivotgym.replay import (
     POLICIES,
     CacheEntry,
@@ -67,7 +68,9 @@ class SandboxEnv(AsyncEnv):
       per-exec limits, defaulting to each task's ``task.toml``;
     - ``max_turns``: assistant turns before the episode is truncated (default: the task's);
     - ``divergence``: replay policy, ``"strict"`` (default), ``"lenient"`` or ``"off"``;
-    - ``cache``: a :class:`SnapshotCache` to share between environments.
+    - ``cache``: a :class:`SnapshotCache` to share between environments;
+    - ``ledger``: a :class:`~pivotgym.ledger.Ledger` that steps (replayed ones included)
+      and their seconds are charged to; forks share it.
     """
 
     name: str = "sandbox"
@@ -86,6 +89,7 @@ class SandboxEnv(AsyncEnv):
         max_turns: int | None = None,
         divergence: Divergence = "strict",
         cache: SnapshotCache | None = None,
+        ledger: Ledger | None = None,
         render_mode: str | None = None,
     ) -> None:
         if divergence not in POLICIES:
@@ -105,6 +109,7 @@ class SandboxEnv(AsyncEnv):
         self.max_turns_override = max_turns
         self.divergence = divergence
         self.cache = (cache or SnapshotCache()).acquire()
+        self.ledger = ledger
         self.render_mode = render_mode
         self.observation_space = Conversation()
         self.action_space = ToolCall(self.tools)
@@ -193,9 +198,13 @@ class SandboxEnv(AsyncEnv):
         return copy.deepcopy(self.messages), info
 
     def _count_reset(self, start: float, replayed: int) -> None:
+        seconds = time.perf_counter() - start
         self.stats.resets += 1
-        self.stats.reset_s += time.perf_counter() - start
+        self.stats.reset_s += seconds
         self.stats.replayed_steps += replayed
+        if self.ledger is not None:
+            self.ledger.count(env_steps=replayed)
+            self.ledger.seconds["environment"] += seconds
 
     def _pick_task(self, choice: Task | str | None) -> Task:
         if isinstance(choice, Task):
@@ -341,6 +350,9 @@ class SandboxEnv(AsyncEnv):
         self.stats.steps += 1
         self.stats.last_step_s = time.perf_counter() - start
         self.stats.step_s += self.stats.last_step_s
+        if self.ledger is not None:
+            self.ledger.count(env_steps=1)
+            self.ledger.seconds["environment"] += self.stats.last_step_s
         return copy.deepcopy(self.messages), reward, terminated, truncated, info
 
     async def evaluate(self) -> tuple[float, dict[str, Any]]:
