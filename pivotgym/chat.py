@@ -185,6 +185,10 @@ class ChatFormat:
         calls, bad JSON, a call without a string ``name`` or an object ``arguments``)
         comes back as ``{"role": "assistant", "content": <raw text>, "parse_error":
         <reason>}``, which environments and verifiers score 0.
+
+        ``parse(action_ids(m))`` gives ``m`` back (content ``None`` as ``""``) as long as
+        its text is unchanged by the tokenizer's normaliser (NFC for Qwen tokenizers)
+        and holds no special-token text such as ``<|im_end|>``.
         """
         if isinstance(generated, Sample):
             if generated.finish_reason == "length":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 import pytest
@@ -36,9 +37,12 @@ def normalised(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_every_bundled_turn_is_prefix_preserving_and_parses_back(fmt, trajectories) -> None:
+@pytest.mark.parametrize("stride", [pytest.param(1, marks=pytest.mark.slow), 8])
+def test_every_bundled_turn_is_prefix_preserving_and_parses_back(fmt, trajectories, stride) -> None:
+    """Every turn of every ``stride``-th trajectory (all of them in the slow run)."""
+    trajectories = trajectories[::stride]
     turns = [(traj, t) for traj in trajectories for t in range(traj.num_turns)]
-    assert len(turns) > 2000
+    assert len(turns) > 1000
     prompts = fmt.batch_prompt_ids([traj.prefix(t) for traj, t in turns], TOOLS)
     with_action = fmt._encode(
         [fmt.render([*traj.prefix(t), traj.action(t)], TOOLS) for traj, t in turns]
@@ -60,8 +64,7 @@ def test_every_bundled_turn_is_prefix_preserving_and_parses_back(fmt, trajectori
         assert rendered[: len(joined)] == joined, (traj.id, t)
         assert whole[traj.id][: len(joined)] == joined, (traj.id, t)
         first = calls_before.get(traj.id, 0)
-        assert fmt.parse(fmt.decode(ids), first_call=first) == action, (traj.id, t)
-        assert fmt.parse(ids, first_call=first) == action
+        assert fmt.parse(ids, first_call=first) == action, (traj.id, t)
         calls_before[traj.id] = first + len(action.get("tool_calls") or [])
 
 
@@ -152,7 +155,11 @@ def test_several_calls_are_numbered_from_first_call(fmt) -> None:
 # -- properties ------------------------------------------------------------------------
 
 MARKERS = (*SPECIAL_TOKENS, *STOP_TOKENS)
-free_text = st.text(max_size=60).filter(lambda s: not any(m in s for m in MARKERS))
+# Tokenizers normalise text to NFC on the way in (Qwen's and the tiny one), so only
+# NFC text survives a round trip through ids.
+free_text = st.text(max_size=60).filter(
+    lambda s: not any(m in s for m in MARKERS) and unicodedata.normalize("NFC", s) == s
+)
 json_values = st.recursive(
     st.none()
     | st.booleans()
