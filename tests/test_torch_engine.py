@@ -218,3 +218,15 @@ def test_bad_requests_are_refused(engine, fmt):
     with pytest.raises(ValueError, match="at least one token"):
         asyncio.run(engine.generate([], 1, params(fmt)))
     assert asyncio.run(engine.generate([1, 2, 3], 0, params(fmt))) == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_on_gpu_samples_close_to_float32(fmt, prompts, reference):
+    engine = TorchEngine(tiny_model(), tiny_tokenizer(), device="cuda", dtype=torch.bfloat16)
+    groups = asyncio.run(engine.generate_batch(prompts, 4, params(fmt)))
+    for prompt, group in zip(prompts, groups, strict=True):
+        for s in group:
+            assert len(s.token_ids) == len(s.logprobs) > 0
+            expected = teacher_forced(reference, prompt, s.token_ids, 1.0)
+            assert (torch.tensor(s.logprobs) - expected).abs().mean() < 0.1
