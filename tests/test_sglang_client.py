@@ -295,3 +295,61 @@ def test_a_weight_update_the_server_does_not_confirm_raises() -> None:
         "/continue_generation",
         "/get_model_info",
     ]
+
+
+# ------------------------------------------------------------ against real SGLang
+
+
+def _real_sglang_available() -> bool:
+    try:
+        import sglang  # noqa: F401
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _real_sglang_available(), reason="needs sglang and a CUDA device")
+def test_the_same_client_drives_a_real_sglang_server(tmp_path: Path) -> None:
+    import subprocess
+
+    from pivotgym.server.launch import sglang_command, stop_group, wait_healthy
+    from tests.server_fixture import free_port
+    from tests.tiny_models import tiny_checkpoint
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = sglang_command(
+        str(tiny_checkpoint()), port=port, dtype="float32", mem_fraction_static=0.3,
+        deterministic=True,
+    )  # fmt: skip
+    process = subprocess.Popen(command, start_new_session=True)
+    try:
+        wait_healthy(url, process, timeout=600)
+        new_weights = perturbed_checkpoint(tmp_path / "step-1")
+
+        async def go() -> tuple[Any, Any, Any]:
+            engine = await SGLangEngine.connect(url)
+            try:
+                stop = (int(tiny_checkpoint_eos()),)
+                sp = SamplingParams(1.0, 1.0, -1, 8, stop, 3)
+                first = await engine.generate(PROMPT, 4, sp)
+                again = await engine.generate(PROMPT, 4, sp)
+                await engine.update_weights(str(new_weights), "step-1")
+                return first, again, await engine.generate(PROMPT, 4, sp)
+            finally:
+                await engine.aclose()
+
+        first, again, after = run(go())
+        assert [s.token_ids for s in first] == [s.token_ids for s in again]
+        assert all(len(s.logprobs) == len(s.token_ids) for s in first)
+        assert {s.weight_version for s in after} == {"step-1"}
+    finally:
+        stop_group(process)
+
+
+def tiny_checkpoint_eos() -> int:
+    from tests.tiny_models import tiny_tokenizer
+
+    return tiny_tokenizer().eos_token_id
