@@ -1,0 +1,230 @@
+"""One GRPO optimisation step: pivotgym's learner against TRL's GRPO trainer.
+
+Both sides train the same random Qwen2 model (the pivotgym-tiny size class) on the same
+batch: ``prompts x group`` sequences, each a prompt of ``P/2..P`` tokens followed by a
+completion of ``A/4..A`` tokens (random ids, fixed seed), advantages given, on-policy,
+one micro-batch, AdamW and gradient clipping at 1.0, float32 on CPU. Generation is
+excluded: a step is forward, backward, clip and optimiser step.
+
+- ``trl``: ``GRPOTrainer.compute_loss`` (``loss_type="dapo"``: token-mean over the
+  batch, like ours), ``accelerator.backward``, clip, the trainer's own optimiser step
+  (TRL left-pads prompts and right-pads completions, as its generation does);
+- ``pivotgym``: ``Learner.step`` on ``TrainSample.turn`` samples (token-mean).
+
+Speed is completion (trained) tokens per second, median over ``--repeats`` steps,
+sides alternating so that a shared, busy CPU slows both alike. Target: pivotgym >= 1x TRL.
+
+    python bench/bench_learner.py [--prompts 2] [--group 8] [--prompt-len 512] [--action-len 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from report import print_table, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pivotgym.engines.base import Sample
+from pivotgym.rl.batch import TrainSample
+from pivotgym.rl.learner import Learner
+from pivotgym.rl.training import OptimConfig
+
+TARGET = 1.0
+MODEL = {
+    "vocab_size": 4096,
+    "hidden_size": 256,
+    "intermediate_size": 704,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "tie_word_embeddings": True,
+}
+PAD = 0
+
+
+def make_model(vocab: int) -> Any:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(Qwen2Config(**{**MODEL, "vocab_size": vocab}, pad_token_id=PAD))
+
+
+def make_batch(n: int, prompt_len: int, action_len: int, vocab: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in range(n):
+        p = int(torch.randint(prompt_len // 2, prompt_len + 1, (1,), generator=g))
+        a = int(torch.randint(max(action_len // 4, 1), action_len + 1, (1,), generator=g))
+        prompt = torch.randint(1, vocab, (p,), generator=g).tolist()
+        action = torch.randint(1, vocab, (a,), generator=g).tolist()
+        rows.append((prompt, action, 1.0 - 2 * (i % 2)))
+    return rows
+
+
+def trl_side(rows, vocab: int, group: int) -> tuple[Any, Any]:
+    """A GRPOTrainer and the inputs its loss takes (what its generation step returns)."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from tests.tiny_models import tiny_tokenizer
+
+    args = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="bench-trl-"),
+        per_device_train_batch_size=len(rows),
+        num_generations=group,
+        max_completion_length=max(len(a) for _, a, _ in rows),
+        learning_rate=1e-6,
+        beta=0.0,
+        loss_type="dapo",
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        max_grad_norm=1.0,
+    )
+    trainer = GRPOTrainer(
+        model=make_model(vocab),
+        reward_funcs=lambda completions, **_: [0.0] * len(completions),
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": ["x"] * len(rows)}),
+        processing_class=tiny_tokenizer(),
+    )
+    trainer.create_optimizer()
+    trainer.current_gradient_accumulation_steps = 1  # set by its train loop
+    trainer.model.train()
+    p_width = max(len(p) for p, _, _ in rows)
+    a_width = max(len(a) for _, a, _ in rows)
+    prompt_ids = torch.tensor([[PAD] * (p_width - len(p)) + p for p, _, _ in rows])
+    prompt_mask = torch.tensor([[0] * (p_width - len(p)) + [1] * len(p) for p, _, _ in rows])
+    completion_ids = torch.tensor([a + [PAD] * (a_width - len(a)) for _, a, _ in rows])
+    completion_mask = torch.tensor([[1] * len(a) + [0] * (a_width - len(a)) for _, a, _ in rows])
+    inputs = {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": prompt_mask,
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "advantages": torch.tensor([adv for _, _, adv in rows]),
+        "num_items_in_batch": completion_mask.sum().float(),
+    }
+    return trainer, inputs
+
+
+def trl_step(trainer: Any, inputs: dict[str, Any]) -> None:
+    model = trainer.model
+    loss = trainer.compute_loss(model, inputs)
+    trainer.accelerator.backward(loss)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad()
+
+
+def ours_side(rows, vocab: int) -> tuple[Learner, list[TrainSample]]:
+    learner = Learner(
+        make_model(vocab),
+        optim=OptimConfig(lr=1e-6, max_grad_norm=1.0, micro_batch_size=len(rows)),
+    )
+    samples = []
+    for prompt, action, adv in rows:
+        sample = Sample(tuple(action), (0.0,) * len(action), "", "stop", "0")
+        samples.append(TrainSample.turn(prompt, sample, advantage=adv))
+    return learner, samples
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=2)
+    parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--prompt-len", type=int, default=512)
+    parser.add_argument("--action-len", type=int, default=64)
+    parser.add_argument("--vocab", type=int, default=MODEL["vocab_size"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    opts = parser.parse_args()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    warnings.filterwarnings("ignore")
+
+    rows = make_batch(opts.prompts * opts.group, opts.prompt_len, opts.action_len, opts.vocab)
+    trained = sum(len(a) for _, a, _ in rows)
+    total = sum(len(p) + len(a) for p, a, _ in rows)
+    learner, samples = ours_side(rows, opts.vocab)
+    sides: dict[str, Any] = {"pivotgym": lambda: learner.step(samples)}
+    error = None
+    try:
+        trainer, inputs = trl_side(rows, opts.vocab, opts.group)
+        sides["trl"] = lambda: trl_step(trainer, inputs)
+    except Exception as exc:  # report why TRL could not run, still measure ours
+        error = f"{type(exc).__name__}: {exc}"
+        print(f"TRL could not run: {error}")
+
+    for fn in sides.values():  # warm-up
+        fn()
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(opts.repeats):
+        for name, fn in sides.items():
+            seconds[name].append(timed(fn))
+
+    rows_out = []
+    for name, times in seconds.items():
+        med = statistics.median(times)
+        rows_out.append([name, med, min(times), trained / med, total / med])
+    if "trl" in seconds:
+        speedup = statistics.median(seconds["trl"]) / statistics.median(seconds["pivotgym"])
+        for row in rows_out:
+            row.append(f"{statistics.median(seconds['trl']) / row[1]:.2f}x")
+    headers = ["side", "median s", "min s", "trained tok/s", "all tok/s"]
+    if "trl" in seconds:
+        headers.append("vs trl")
+    print(
+        f"batch {len(rows)} sequences, {trained} trained tokens, {total} tokens; "
+        f"model {MODEL['num_hidden_layers']}x{MODEL['hidden_size']}, vocab {opts.vocab}; "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print_table(headers, rows_out)
+    report: dict[str, Any] = {
+        "config": {**vars(opts), "model": {**MODEL, "vocab_size": opts.vocab}},
+        "trained_tokens": trained,
+        "total_tokens": total,
+        "seconds": seconds,
+        "trained_tokens_per_s": {k: trained / statistics.median(v) for k, v in seconds.items()},
+        "versions": _versions(),
+        "target": TARGET,
+    }
+    if "trl" in seconds:
+        verdict = "meets" if speedup >= TARGET else "misses"
+        print(f"pivotgym / trl speed {speedup:.2f}x ({verdict} the {TARGET:g}x target)")
+        report["speedup_vs_trl"] = speedup
+    else:
+        report["trl_error"] = error
+    write_json("learner", report)
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    out = {"torch": torch.__version__, "transformers": transformers.__version__}
+    try:
+        import trl
+
+        out["trl"] = trl.__version__
+    except ImportError:
+        out["trl"] = "not installed"
+    return out
+
+
+if __name__ == "__main__":
+    main()
