@@ -467,3 +467,22 @@ def test_modes_links_and_trees_larger_than_the_output_limit(tmp_path: Path, term
     assert same.reward == 1.0, same
     assert mode.reward == 0.0 and mode.reason == "differs: d3/f0150.txt"
     assert target.reward == 0.0 and target.reason == "differs: latest"
+
+
+def test_a_git_index_counts_by_what_it_stages(tmp_path: Path, terminal_env) -> None:
+    task = make_task(tmp_path, "git-stage", files={"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n"})
+    t = Trajectory("g", "terminal", str(task), [
+        {"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+        bash("git init -q && git add a.txt && git commit -qm a"),
+        {"role": "tool", "tool_call_id": "s0", "content": ""},
+        bash("git add b.txt"), {"role": "tool", "tool_call_id": "s0", "content": ""}])  # fmt: skip
+    c = candidates([t])[1]
+    actions = [c.reference, bash("sleep 1.1; git add -- ./b.txt"), bash("git add b.txt c.txt")]
+
+    async def go():
+        state = await restore(terminal_env, c)
+        return await Execution().verify_many(state, actions, c.reference)
+
+    same, later, more = run(go())
+    assert same.reward == 1.0 and later.reward == 1.0, (same, later)
+    assert more.reward == 0.0 and "differs: .git/index" in more.reason

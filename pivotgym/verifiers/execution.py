@@ -8,7 +8,8 @@ branch measures the effect:
 
 - ``files``: the working directory's tree: every path with its type and permission
   bits, the sha256 of each regular file, the target of each symlink. Times, sizes of
-  directories and owners are left out (they differ between identical runs).
+  directories and owners are left out (they differ between identical runs), and a git
+  index counts by what it stages (``git ls-files --stage``), not by its stat cache.
   ``/run/pivotgym`` (the shell-state folder) is never part of it.
 - ``shell``: the working directory and the exported variables the terminal carries to
   the next command (``/run/pivotgym``), less ``OLDPWD``, ``PWD``, ``SHLVL`` and ``_``,
@@ -68,13 +69,19 @@ IGNORED_VARIABLES = frozenset({"OLDPWD", "PWD", "SHLVL", "_"})
 COMPONENTS = ("files", "shell", "exit", "output")
 
 # $1 is the workdir. Sections are NUL-separated: cwd, env, the tree as pairs
-# (type, mode, path; link target), then "sha256  path" of each regular file.
+# (type, mode, path; link target), "sha256  path" of each regular file, then pairs
+# (path of a git index; hash of what it stages).
 MEASURE = f"""
 cd -- "$1" 2>/dev/null || {{ printf 'no workdir'; exit 97; }}
 printf 'cwd\\0'; cat {STATE_DIR}/cwd 2>/dev/null; printf '\\0'
 printf 'env\\0'; cat {STATE_DIR}/env 2>/dev/null; printf '\\0'
 printf 'tree\\0'; find . -mindepth 1 -printf '%y %m %P\\0%l\\0' 2>/dev/null
 printf 'hash\\0'; find . -type f -exec sha256sum -z -- {{}} + 2>/dev/null
+printf 'gitindex\\0'; find . -path '*/.git/index' -type f -print0 2>/dev/null |
+while IFS= read -r -d '' f; do
+    printf '%s\\0' "${{f#./}}"
+    git --git-dir="${{f%/index}}" ls-files --stage 2>/dev/null | sha256sum; printf '\\0'
+done
 printf 'end\\0'
 """
 
@@ -427,13 +434,21 @@ def parse_measure(text: str, workdir: str, baseline: Mapping[str, str] | None = 
         target = tokens[i + 1] if i + 1 < len(tokens) else ""
         files[path] = f"{kind} {mode}" + (f" -> {target}" if kind == "l" else "")
         i += 2
-    for token in tokens[i + 1 :]:
-        if token == "end":
-            break
-        digest, _, path = token.partition("  ")
+    i += 1
+    while i < len(tokens) and tokens[i] != "gitindex":
+        digest, _, path = tokens[i].partition("  ")
         path = path.removeprefix("./")
         if path in files:
             files[path] += " " + digest
+        i += 1
+    # A git index caches stat data (times, inodes) that differ between identical runs:
+    # what it stages is compared instead.
+    i += 1
+    while i + 1 < len(tokens) and tokens[i] != "end":
+        path, staged = tokens[i], tokens[i + 1].split(" ", 1)[0]
+        if path in files:
+            files[path] = files[path].rsplit(" ", 1)[0] + " staged:" + staged
+        i += 2
     excluded = [_relative(p, workdir) for p in (STATE_DIR, EFFECT_FILE)]
     for prefix in filter(None, excluded):
         for path in [p for p in files if p == prefix or p.startswith(prefix + "/")]:
