@@ -62,6 +62,7 @@ from pivotgym.verifiers.base import (
     passed,
 )
 from pivotgym.verifiers.match import compare_names
+from pivotgym.verifiers.schema import canonical_json
 
 STATE_DIR = "/run/pivotgym"
 EFFECT_FILE = "/tmp/.pivotgym-effect"
@@ -231,7 +232,8 @@ class Execution(Verifier):
     async def _run_branches(
         self, state: State, samples: list[list[Call]], reference_calls: list[Call]
     ) -> tuple[ExpertEffect, list[Effect | str | BaseException]]:
-        key = state.key
+        # Keyed by the candidate and by the reference itself, should a caller pass another.
+        key = state.key + "\0" + canonical_json([[c.name, c.canonical] for c in reference_calls])
         expert_future = self._experts.get(key)
         mine = expert_future is None
         if mine:
@@ -253,7 +255,9 @@ class Execution(Verifier):
                 self._effect(state, b, calls) for b, calls in zip(branches, samples, strict=False)
             ]
             if mine:
-                jobs.append(self._expert_job(state, branches[-1], reference_calls, expert_future))
+                jobs.append(
+                    self._expert_job(state, key, branches[-1], reference_calls, expert_future)
+                )
             results = await asyncio.gather(*jobs, return_exceptions=True)
             self.stats.executions += len(samples)
             for result in results[len(samples) :]:
@@ -278,7 +282,7 @@ class Execution(Verifier):
         future.set_exception(exc if isinstance(exc, Exception) else InfraError("cancelled"))
         future.exception()  # retrieved here: waiters, if any, re-raise it themselves
 
-    async def _expert_job(self, state, branch, calls, future) -> None:
+    async def _expert_job(self, state, key, branch, calls, future) -> None:
         try:
             measure_before = self.compare_output == "auto"
             before = await self._measure(state, branch) if measure_before else None
@@ -293,7 +297,7 @@ class Execution(Verifier):
                 future.set_result(ExpertEffect(effect, changed))
         except Exception as exc:
             if not future.done():
-                self._fail_expert(state.key, future, exc)
+                self._fail_expert(key, future, exc)
             raise
 
     # ------------------------------------------------------------------ one branch
