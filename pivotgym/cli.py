@@ -159,14 +159,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sft(args: argparse.Namespace) -> int:
-    from pivotgym.pipeline import Run
+def _baseline(method: str):
+    def command(args: argparse.Namespace) -> int:
+        from pivotgym.pipeline import Run
 
-    config = _config(args)
-    if args.out is None:
-        config.out = config.out.rstrip("/") + "-sft"
-    asyncio.run(Run(config).sft())
-    return 0
+        config = _config(args)
+        if args.out is None:
+            config.out = config.out.rstrip("/") + f"-{method}"
+        run = Run(config)
+        asyncio.run(run.sft() if method == "sft" else run.e2e())
+        return 0
+
+    return command
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -261,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("run", cmd_run, "PivotRL: profile, filter, train and evaluate"),
         ("profile", cmd_profile, "profile candidates with the frozen policy and keep pivots"),
-        ("sft", cmd_sft, "the SFT baseline on the same trajectories, then evaluate"),
+        ("sft", _baseline("sft"), "the SFT baseline on the same trajectories, then evaluate"),
+        ("e2e", _baseline("e2e"), "the E2E RL baseline: whole episodes on the same tasks"),
         ("eval", cmd_eval, "evaluate a checkpoint: held-out episodes and the OOD skill"),
     ):
         command = sub.add_parser(name, help=text)

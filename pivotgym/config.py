@@ -27,6 +27,7 @@ class DataConfig:
     eval_tasks: int = 48
     eval_attempts: int = 1
     ood_questions: int = 100
+    curve_tasks: int = 24
 
 
 @dataclass
@@ -65,6 +66,20 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     checkpoint_every: int = 8
     max_new_tokens: int = 160
+    eval_every: int = 0
+
+
+@dataclass
+class E2EConfig:
+    """The E2E RL baseline: whole on-policy episodes from each task's start, rewarded by
+    the task's test, trained with the same learner and loss (optimiser settings are
+    ``[train]``'s)."""
+
+    steps: int = 24
+    tasks_per_step: int = 2
+    group_size: int = 8
+    max_turns: int = 8
+    max_tokens: int = 3072
 
 
 @dataclass
@@ -101,6 +116,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    e2e: E2EConfig = field(default_factory=E2EConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

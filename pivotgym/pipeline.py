@@ -49,6 +49,8 @@ from pivotgym.rl.batch import TrainSample
 from pivotgym.rl.learner import Learner, RLConfig
 from pivotgym.rl.sft import SFTTrainer, sft_sample
 from pivotgym.rl.training import BatchCursor, OptimConfig
+from pivotgym.rollouts import collect
+from pivotgym.tasks import Task, resolve_task
 from pivotgym.verifiers import Verifier, default_verifier, get_verifier
 from pivotgym.verifiers.base import restore
 
@@ -230,13 +232,13 @@ class Run:
         finally:
             envs.put_nowait(env)
 
-    def learner(self, n_pivots: int) -> Learner:
+    def learner(self, n_items: int, per_step: int) -> Learner:
         t, p = self.config.train, self.config.profile
         optim = OptimConfig(
             lr=t.lr,
             warmup_steps=t.warmup_steps,
             schedule=t.schedule,  # type: ignore[arg-type]
-            total_steps=t.steps,
+            total_steps=max(t.steps, self.config.e2e.steps),
             max_grad_norm=t.max_grad_norm,
             micro_batch_size=t.micro_batch_size,
         )
@@ -261,30 +263,34 @@ class Run:
             engine=self.engine,
             reference=reference,
             device=self.config.device,
-            cursor=BatchCursor(n_pivots, t.pivots_per_step, seed=self.config.seed),
+            cursor=BatchCursor(n_items, per_step, seed=self.config.seed),
             weights_dir=self.out / "weights",
             pad_id=self.stack.tokenizer.pad_token_id or 0,
         )
 
-    async def train_step(
+    def sampling(self, max_new_tokens: int) -> SamplingParams:
+        """How the policy samples while training: π0's profiling temperature."""
+        return SamplingParams(
+            temperature=self.config.profile.temperature,
+            top_p=1.0,
+            top_k=-1,
+            max_new_tokens=max_new_tokens,
+            stop_token_ids=tuple(self.stack.chat.stop_ids),
+            seed=0,
+        )
+
+    async def pivot_step(
         self, learner: Learner, pivots: Sequence[Candidate], envs: asyncio.Queue[AsyncEnv]
     ) -> dict[str, float]:
         """Sample a group at each of the next pivots with the current policy, score the
         groups with the profiling verifier, and take one GRPO step on them."""
         t, chat = self.config.train, self.stack.chat
         assert learner.state.cursor is not None
-        step = learner.state.step
+        step = len(learner.history)
         batch = [pivots[i] for i in learner.state.cursor.next()]
         prompts = chat.batch_prompt_ids([c.prefix for c in batch], self.tools)
         seeds = [stable_seed(self.config.seed, "train", step, c.id) for c in batch]
-        sampling = SamplingParams(
-            temperature=self.config.profile.temperature,
-            top_p=1.0,
-            top_k=-1,
-            max_new_tokens=t.max_new_tokens,
-            stop_token_ids=tuple(chat.stop_ids),
-            seed=0,
-        )
+        sampling = self.sampling(t.max_new_tokens)
         started = time.perf_counter()
         groups = await self.engine.generate_batch(prompts, t.group_size, sampling, seeds=seeds)
         sampled = time.perf_counter()
@@ -300,18 +306,77 @@ class Run:
             for c, prompt, g, vs in zip(batch, prompts, groups, verdicts, strict=True)
             for s, v in zip(g, vs, strict=True)
         ]
+        metrics = await self.learn(learner, samples)
+        metrics.update(sample_s=sampled - started, verify_s=verified - sampled)
+        return metrics
+
+    async def episode_step(
+        self, learner: Learner, tasks: Sequence[Task], envs: asyncio.Queue[AsyncEnv]
+    ) -> dict[str, float]:
+        """E2E RL: a group of whole episodes for each of the next tasks, one GRPO step."""
+        e = self.config.e2e
+        assert learner.state.cursor is not None
+        batch = [tasks[i] for i in learner.state.cursor.next()]
+        started = time.perf_counter()
+        rollouts = await collect(
+            self.engine,
+            self.stack.chat,
+            self.make_env,
+            batch,
+            e.group_size,
+            self.sampling(self.config.train.max_new_tokens),
+            max_turns=e.max_turns,
+            max_tokens=e.max_tokens,
+            seed=stable_seed(self.config.seed, "e2e", len(learner.history)),
+        )
+        rolled = time.perf_counter()
+        metrics = await self.learn(learner, [r.train_sample() for r in rollouts])
+        metrics.update(
+            rollout_s=rolled - started,
+            episode_turns=sum(r.turns for r in rollouts) / len(rollouts),
+        )
+        return metrics
+
+    async def learn(self, learner: Learner, samples: list[TrainSample]) -> dict[str, float]:
         metrics = await learner.astep(samples)
         self.ledger.count(learner_tokens=metrics["tokens"], optimizer_steps=metrics["updated"])
         self.ledger.seconds["learning"] += metrics["time_s"]
         metrics["ledger"] = self.ledger.snapshot()
-        metrics.update(
-            sample_s=sampled - started, verify_s=verified - sampled, pivots=float(len(batch))
-        )
         return metrics
 
-    async def train(self, pivots: Sequence[Candidate]) -> Learner:
+    async def curve_point(self, step: int) -> None:
+        """In-domain success now, beside the ledger: one point of the cost curves."""
+        self.charge_wall()
+        path = self.out / "curve.jsonl"
+        if path.exists() and any(json.loads(line)["step"] == step for line in path.open()):
+            return
+        data = self.config.data
+        every = registry.load_tasks(self.config.env, data.eval_split)
+        chosen = sorted(
+            random.Random(self.config.seed + 1).sample(
+                range(len(every)), min(data.curve_tasks, len(every))
+            )
+        )
+        ledger = Ledger()
+        report = await run_episodes(
+            CountingEngine(self.stack.engine, ledger),
+            self.stack.chat,
+            functools.partial(self.make_env, ledger),
+            [every[i] for i in chosen],
+            episode_sampling(
+                self.stack.chat, self.config.eval.temperature, self.config.eval.max_new_tokens
+            ),
+            seed=self.config.seed,
+        )
+        point = {"step": step, "success": report.success_rate, "ledger": self.ledger.snapshot()}
+        self._mark = time.perf_counter()
+        with path.open("a") as fh:
+            fh.write(json.dumps(point) + "\n")
+
+    async def train(self, items: Sequence[Any], per_step: int, steps: int, step_fn: Any) -> Learner:
+        """The training loop both RL methods share: ``step_fn`` makes one optimiser step."""
         t = self.config.train
-        learner = self.learner(len(pivots))
+        learner = self.learner(len(items), per_step)
         checkpoint = self.out / "checkpoint"
         if checkpoint.exists():
             learner.load(checkpoint)
@@ -322,21 +387,26 @@ class Run:
         for _ in range(self.config.profile.sandbox_slots):
             envs.put_nowait(self.make_env())
         try:
+            # A step whose groups all lacked variance updates nothing but still counts:
+            # the loop runs on the learner's history (saved with its checkpoint).
+            if t.eval_every:
+                await self.curve_point(len(learner.history))
             with (self.out / "metrics.jsonl").open("a") as log:
-                while learner.state.step < t.steps:
-                    metrics = await self.train_step(learner, pivots, envs)
+                while len(learner.history) < steps:
+                    metrics = await step_fn(learner, items, envs)
                     log.write(json.dumps(metrics) + "\n")
                     log.flush()
+                    step = len(learner.history)
                     console.print(
-                        f"step {learner.state.step:>3}/{t.steps}"
-                        f"  reward {metrics['reward_mean']:.3f}"
+                        f"step {step:>3}/{steps}  reward {metrics['reward_mean']:.3f}"
                         f"  loss {metrics.get('loss', float('nan')):+.4f}"
                         f"  zero-variance groups {metrics['zero_variance_groups']:.0f}"
                     )
-                    step = learner.state.step
-                    if step % t.checkpoint_every == 0 or step == t.steps:
+                    if step % t.checkpoint_every == 0 or step == steps:
                         learner.save(checkpoint)
                         self.save_ledger()
+                    if t.eval_every and (step % t.eval_every == 0 or step == steps):
+                        await self.curve_point(step)
         finally:
             while not envs.empty():
                 await envs.get_nowait().aclose()
@@ -354,11 +424,116 @@ class Run:
             model.save_pretrained(path)
             await engine.update_weights(str(path), version)
 
-    async def sft(self) -> dict[str, Any]:
-        """The SFT baseline: the trajectories behind the candidate pool, assistant turns only."""
+    def begin(self) -> float:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.toml").write_text(self.config.dump_toml())
-        start = time.perf_counter()
+        self._mark = time.perf_counter()
+        return self._mark
+
+    def charge_wall(self) -> None:
+        """Add the wall-clock since the last mark to the ledger's ``wall`` (the method's
+        cost: evaluations in between are not charged)."""
+        now = time.perf_counter()
+        self.ledger.seconds["wall"] += now - self._mark
+        self._mark = now
+
+    async def uncharged(self, work: Any) -> Any:
+        """Await ``work`` (an evaluation) without charging its time to the method."""
+        self.charge_wall()
+        try:
+            return await work
+        finally:
+            self._mark = time.perf_counter()
+
+    async def finish(
+        self, method: str, model: Any, base: dict[str, Any], start: float, **extra: Any
+    ) -> dict[str, Any]:
+        """Save the trained policy, evaluate it as π0 was, and write the report."""
+        self.charge_wall()
+        model.save_pretrained(self.out / "policy")
+        self.stack.tokenizer.save_pretrained(self.out / "policy")
+        mark = time.perf_counter()
+        final = await self.evaluate("final")
+        self.timings["eval_final_s"] = time.perf_counter() - mark
+        self.timings["total_s"] = time.perf_counter() - start
+        report = {
+            "env": self.config.env,
+            "method": method,
+            **extra,
+            "in_domain_base": base["in_domain"]["success_rate"],
+            "in_domain_final": final["in_domain"]["success_rate"],
+            "ood_base": base["ood"]["accuracy"],
+            "ood_final": final["ood"]["accuracy"],
+            "timings": self.timings,
+            "ledger": self.ledger.to_json(),
+        }
+        self.save_ledger()
+        (self.out / "report.json").write_text(json.dumps(report, indent=2))
+        (self.out / "report.md").write_text(report_markdown(report))
+        console.print(report_table(report))
+        return report
+
+    async def timed_eval(self, name: str) -> dict[str, Any]:
+        mark = time.perf_counter()
+        result = await self.uncharged(self.evaluate(name))
+        self.timings[f"eval_{name}_s"] = time.perf_counter() - mark
+        return result
+
+    async def run(self) -> dict[str, Any]:
+        """PivotRL: profile → filter → train on pivots → evaluate."""
+        start = self.begin()
+        pool = self.candidates()
+        console.print(
+            f"[bold]{len(pool)} candidates[/] from {self.config.env}/{self.config.data.split}"
+        )
+        rows = await self.profile(pool)
+        self.timings["profile_s"] = time.perf_counter() - start
+        pivots = self.select(rows, pool)
+        r = self.filter_report
+        console.print(
+            f"[bold]{r.kept} pivots[/] kept of {r.candidates} ({r.kept_fraction:.0%}); "
+            f"μ histogram {list(r.mean_histogram)}"
+        )
+        if not pivots:
+            raise DataError(
+                "no candidate passed the pivot filter: nothing to train on "
+                f"(λ_diff={self.lambda_diff}); see {self.out / 'filter.json'}"
+            )
+        base = await self.timed_eval("base")
+        mark = time.perf_counter()
+        t = self.config.train
+        learner = await self.train(pivots, t.pivots_per_step, t.steps, self.pivot_step)
+        self.timings["train_s"] = time.perf_counter() - mark
+        return await self.finish(
+            "pivotrl",
+            learner.model,
+            base,
+            start,
+            candidates=r.candidates,
+            pivots=r.kept,
+            kept_fraction=r.kept_fraction,
+            lambda_diff=self.lambda_diff,
+        )
+
+    async def e2e(self) -> dict[str, Any]:
+        """The E2E RL baseline on the tasks of the same trajectories."""
+        start = self.begin()
+        pool = self.candidates()
+        tasks: dict[str, Task] = {}
+        for c in pool:
+            if c.trajectory.id not in tasks:
+                tasks[c.trajectory.id] = resolve_task(c.trajectory.task, c.trajectory.base_dir)
+        base = await self.timed_eval("base")
+        mark = time.perf_counter()
+        e = self.config.e2e
+        items = list(tasks.values())
+        learner = await self.train(items, e.tasks_per_step, e.steps, self.episode_step)
+        self.timings["train_s"] = time.perf_counter() - mark
+        return await self.finish("e2e", learner.model, base, start, tasks=len(items))
+
+    async def sft(self) -> dict[str, Any]:
+        """The SFT baseline: the trajectories behind the candidate pool, assistant turns only."""
+        start = self.begin()
         pool = self.candidates()
         wanted = {c.trajectory.id for c in pool}
         trajectories = [
@@ -380,13 +555,16 @@ class Run:
             device=self.config.device,
             pad_id=self.stack.tokenizer.pad_token_id or 0,
         )
-        base = await self.evaluate("base")
+        base = await self.timed_eval("base")
         checkpoint = self.out / "checkpoint"
         if checkpoint.exists():
             trainer.load(checkpoint)
+        mark = time.perf_counter()
         with (self.out / "metrics.jsonl").open("a") as log:
             while trainer.state.step < s.steps:
                 metrics = await asyncio.to_thread(trainer.step)
+                self.ledger.count(learner_tokens=metrics["tokens"], optimizer_steps=1)
+                self.ledger.seconds["learning"] += metrics["time_s"]
                 log.write(json.dumps(metrics) + "\n")
                 log.flush()
                 console.print(
@@ -394,107 +572,55 @@ class Run:
                 )
                 if trainer.state.step % self.config.train.checkpoint_every == 0:
                     trainer.save(checkpoint)
+                    self.save_ledger()
         trainer.save(checkpoint)
-        trainer.model.save_pretrained(self.out / "policy")
-        self.stack.tokenizer.save_pretrained(self.out / "policy")
-        await self.push_weights(trainer.model, f"sft-{trainer.state.step}")
-        final = await self.evaluate("final")
-        self.timings["total_s"] = time.perf_counter() - start
-        report = {
-            "env": self.config.env,
-            "method": "sft",
-            "trajectories": len(examples),
-            "candidates": len(pool),
-            "pivots": 0,
-            "kept_fraction": 0.0,
-            "in_domain_base": base["in_domain"]["success_rate"],
-            "in_domain_final": final["in_domain"]["success_rate"],
-            "ood_base": base["ood"]["accuracy"],
-            "ood_final": final["ood"]["accuracy"],
-            "timings": self.timings,
-        }
-        (self.out / "report.json").write_text(json.dumps(report, indent=2))
-        console.print(report_table(report))
-        return report
-
-    # ---------------------------------------------------------------------------- whole
-
-    async def run(self) -> dict[str, Any]:
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.toml").write_text(self.config.dump_toml())
-        start = time.perf_counter()
-        pool = self.candidates()
-        console.print(
-            f"[bold]{len(pool)} candidates[/] from {self.config.env}/{self.config.data.split}"
-        )
-        rows = await self.profile(pool)
-        self.timings["profile_s"] = time.perf_counter() - start
-        pivots = self.select(rows, pool)
-        r = self.filter_report
-        console.print(
-            f"[bold]{r.kept} pivots[/] kept of {r.candidates} ({r.kept_fraction:.0%}); "
-            f"μ histogram {list(r.mean_histogram)}"
-        )
-        if not pivots:
-            raise DataError(
-                "no candidate passed the pivot filter: nothing to train on "
-                f"(λ_diff={self.lambda_diff}); see {self.out / 'filter.json'}"
-            )
-        mark = time.perf_counter()
-        base = await self.evaluate("base")
-        self.timings["eval_base_s"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        learner = await self.train(pivots)
         self.timings["train_s"] = time.perf_counter() - mark
-        learner.model.save_pretrained(self.out / "policy")
-        self.stack.tokenizer.save_pretrained(self.out / "policy")
-        mark = time.perf_counter()
-        final = await self.evaluate("final")
-        self.timings["eval_final_s"] = time.perf_counter() - mark
-        self.timings["total_s"] = time.perf_counter() - start
-        report = {
-            "env": self.config.env,
-            "method": "pivotrl",
-            "candidates": r.candidates,
-            "pivots": r.kept,
-            "kept_fraction": r.kept_fraction,
-            "lambda_diff": self.lambda_diff,
-            "in_domain_base": base["in_domain"]["success_rate"],
-            "in_domain_final": final["in_domain"]["success_rate"],
-            "ood_base": base["ood"]["accuracy"],
-            "ood_final": final["ood"]["accuracy"],
-            "timings": self.timings,
-            "ledger": self.ledger.to_json(),
-        }
-        self.save_ledger()
-        (self.out / "report.json").write_text(json.dumps(report, indent=2))
-        (self.out / "report.md").write_text(report_markdown(report))
-        console.print(report_table(report))
-        return report
+        await self.push_weights(trainer.model, f"sft-{trainer.state.step}")
+        return await self.finish("sft", trainer.model, base, start, trajectories=len(examples))
+
+
+def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key, label in (
+        ("candidates", "candidates"),
+        ("tasks", "tasks"),
+        ("trajectories", "trajectories"),
+    ):
+        if key in report:
+            rows.append((label, str(report[key])))
+    if "pivots" in report:
+        rows.append(("pivots kept", f"{report['pivots']} ({report['kept_fraction']:.0%})"))
+    ledger = report.get("ledger", {})
+    rows.append(("rollout turns", str(ledger.get("model_calls", 0))))
+    rows.append(("wall-clock", f"{report['timings']['total_s']:.0f} s"))
+    return rows
+
+
+def _changes(report: dict[str, Any]) -> list[tuple[str, float, float]]:
+    return [
+        (label, report[f"{key}_base"], report[f"{key}_final"])
+        for label, key in (("in-domain success", "in_domain"), ("out-of-domain accuracy", "ood"))
+    ]
 
 
 def report_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"{report.get('method', 'pivotrl')} on {report['env']}")
+    table = Table(title=f"{report['method']} on {report['env']}")
     for column in ("", "π0", "trained", "change"):
         table.add_column(column, justify="right")
-    table.add_row("candidates", str(report["candidates"]), "", "")
-    table.add_row("pivots kept", f"{report['pivots']} ({report['kept_fraction']:.0%})", "", "")
-    for label, key in (("in-domain success", "in_domain"), ("out-of-domain accuracy", "ood")):
-        before, after = report[f"{key}_base"], report[f"{key}_final"]
+    for label, value in _summary_rows(report):
+        table.add_row(label, value, "", "")
+    for label, before, after in _changes(report):
         table.add_row(label, f"{before:.1%}", f"{after:.1%}", f"{100 * (after - before):+.1f} pts")
-    table.add_row("wall-clock", "", f"{report['timings']['total_s']:.0f} s", "")
     return table
 
 
 def report_markdown(report: dict[str, Any]) -> str:
-    rows = [
-        "| | π0 | trained | change |",
-        "|---|---|---|---|",
-        f"| candidates | {report['candidates']} | | |",
-        f"| pivots kept | {report['pivots']} ({report['kept_fraction']:.0%}) | | |",
+    rows = ["| | π0 | trained | change |", "|---|---|---|---|"]
+    rows += [f"| {label} | {value} | | |" for label, value in _summary_rows(report)]
+    rows += [
+        f"| {label} | {before:.1%} | {after:.1%} | {100 * (after - before):+.1f} pts |"
+        for label, before, after in _changes(report)
     ]
-    for label, key in (("in-domain success", "in_domain"), ("out-of-domain accuracy", "ood")):
-        before, after = report[f"{key}_base"], report[f"{key}_final"]
-        rows.append(f"| {label} | {before:.1%} | {after:.1%} | {100 * (after - before):+.1f} pts |")
     timings = ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items())
-    return f"# PivotRL on {report['env']}\n\n" + "\n".join(rows) + f"\n\nSeconds: {timings}\n"
+    title = f"# {report['method']} on {report['env']}"
+    return title + "\n\n" + "\n".join(rows) + f"\n\nSeconds: {timings}\n"

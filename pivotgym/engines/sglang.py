@@ -224,14 +224,24 @@ class SGLangEngine(Engine):
         return [self._sample(row, i) for i, row in enumerate(rows)]
 
     async def generate_batch(
-        self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams
+        self,
+        prompts: Sequence[Sequence[int]],
+        n: int,
+        sampling: SamplingParams,
+        seeds: Sequence[int] | None = None,
     ) -> list[list[Sample]]:
         """``n`` samples of each prompt; prompts go out concurrently (bounded).
 
-        Prompt ``j`` samples as ``generate(prompts[j], n, seed + j)`` would.
+        Prompt ``j`` samples as ``generate(prompts[j], n, seed)`` would, with ``seed =
+        seeds[j]`` when given (folded into SGLang's int32 range, leaving room for the row
+        index), else ``sampling.seed + j``.
         """
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
 
         def seeded(j: int) -> SamplingParams:
+            if seeds is not None:
+                return dataclasses.replace(sampling, seed=seeds[j] % (SEED_LIMIT // 2))
             if sampling.seed is None:
                 return sampling
             return dataclasses.replace(sampling, seed=sampling.seed + j)
