@@ -263,7 +263,8 @@ def train(args: argparse.Namespace) -> Path:
                     f"lr {row['lr']:.2e} loss {row['loss']:.3f} assistant {ema:.3f}",
                     file=sys.stderr,
                 )
-        epoch += 1
+        else:
+            epoch += 1  # counts complete passes only
 
     elapsed = time.perf_counter() - start
     model.eval()
