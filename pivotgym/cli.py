@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -213,12 +214,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pivotgym.bench import QUICK, run_bench
+
+    if args.quick:
+        args.set = QUICK + list(args.set or [])
+    config = _config(args)
+    root = Path(args.out or "runs/bench")
+    methods = [m for m in args.methods.split(",") if m]
+    ablations = [a for a in (args.ablations or "").split(",") if a]
+    run_bench(
+        config,
+        methods=methods,
+        seeds=args.seeds,
+        ablations=ablations,
+        root=root,
+        target=args.target,
+        command="pivotgym " + " ".join(sys.argv[1:]),
+    )
+    console.print(f"report: {root / 'index.html'}")
+    return 0
+
+
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML file (see pivotgym.config for every key)")
     parser.add_argument(
-        "--set", action="append", metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
         help="override a config key, e.g. train.steps=12 (repeatable)",
-    )  # fmt: skip
+    )
     parser.add_argument("--env")
     parser.add_argument("--model", help="bundled model name or local checkpoint path")
     parser.add_argument("--engine", choices=("torch", "sglang"))
@@ -274,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
         if name == "eval":
             command.add_argument("--name", default="checkpoint", help="label of the result file")
+    bench = sub.add_parser("bench", help="compare PivotRL, E2E RL and SFT on one cost ledger")
+    _run_options(bench)
+    bench.add_argument("--methods", default="pivotrl,e2e,sft")
+    bench.add_argument("--seeds", type=int, default=3)
+    bench.add_argument("--quick", action="store_true", help="small sizes: minutes, not an hour")
+    bench.add_argument("--ablations", help="e.g. no-filter,exact-reward,lambda=0.5,k=4,group=4")
+    bench.add_argument("--target", type=float, help="target accuracy (default: E2E's final)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

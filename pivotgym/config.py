@@ -48,7 +48,12 @@ class ProfileConfig:
 
 @dataclass
 class TrainConfig:
-    """GRPO on one-turn actions at the pivots (see :mod:`pivotgym.rl`)."""
+    """GRPO on one-turn actions at the pivots (see :mod:`pivotgym.rl`).
+
+    ``pivot_source`` is ``filter`` (the PivotRL filter) or ``random`` (as many candidates
+    as the filter keeps, drawn at random: the no-filter ablation). ``eval_every`` records
+    a point of the cost curves every so many steps (0: none).
+    """
 
     steps: int = 24
     pivots_per_step: int = 8
@@ -67,6 +72,7 @@ class TrainConfig:
     checkpoint_every: int = 8
     max_new_tokens: int = 160
     eval_every: int = 0
+    pivot_source: str = "filter"
 
 
 @dataclass
@@ -194,10 +200,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except tomllib.TOMLDecodeError as exc:
             raise DataError(f"invalid TOML: {exc}", file=path) from None
         _apply(config, table, "", str(path))
-    for text in overrides or []:
+    apply_overrides(config, overrides or [])
+    return config
+
+
+def apply_overrides(config: RunConfig, overrides: list[str], source: str = "--set") -> None:
+    """Apply ``section.key=value`` overrides in order, checked like the file's keys."""
+    for text in overrides:
         keys, value = parse_override(text)
         nested: dict[str, Any] = {keys[-1]: value}
         for key in reversed(keys[:-1]):
             nested = {key: nested}
-        _apply(config, nested, "", "--set")
-    return config
+        _apply(config, nested, "", source)

@@ -490,6 +490,10 @@ class Run:
         self.timings["profile_s"] = time.perf_counter() - start
         pivots = self.select(rows, pool)
         r = self.filter_report
+        if self.config.train.pivot_source == "random":
+            pivots = random.Random(self.config.seed).sample(pool, len(pivots))
+        elif self.config.train.pivot_source != "filter":
+            raise DataError("must be 'filter' or 'random'", field="train.pivot_source")
         console.print(
             f"[bold]{r.kept} pivots[/] kept of {r.candidates} ({r.kept_fraction:.0%}); "
             f"μ histogram {list(r.mean_histogram)}"

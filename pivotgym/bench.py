@@ -1,0 +1,317 @@
+"""``pivotgym bench``: PivotRL against E2E RL and SFT, from the same π0, on one ledger.
+
+Every method trains from the same base model on the same trajectories and tasks,
+evaluates on a fixed schedule (held-out in-domain tasks; the out-of-domain skill at the
+end), and charges its costs to its own ledger (profiling is charged to PivotRL). The
+report folder holds, plots first:
+
+    index.html               the page: curves, then the tables
+    accuracy_vs_turns.png    in-domain success against rollout turns, a line per method
+    accuracy_vs_wallclock.png  the same against wall-clock seconds (seeds as bands)
+    report.md, report.json   cost to reach the target accuracy, final changes vs π0
+
+and one run folder per method and seed (see :mod:`pivotgym.pipeline`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import html
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from pivotgym.config import RunConfig, apply_overrides
+from pivotgym.errors import DataError
+
+console = Console()
+METHODS = ("pivotrl", "e2e", "sft")
+
+# Sizes for ``--quick``: the whole comparison in minutes on a 2-core machine.
+QUICK = [
+    "data.max_candidates=48",
+    "data.eval_tasks=24",
+    "data.curve_tasks=16",
+    "data.ood_questions=40",
+    "profile.k=6",
+    "train.steps=8",
+    "train.pivots_per_step=6",
+    "train.group_size=6",
+    "train.eval_every=4",
+    "e2e.steps=8",
+    "e2e.tasks_per_step=2",
+    "e2e.group_size=6",
+    "sft.steps=8",
+]
+
+# Each ablation is PivotRL with a one-line change of settings.
+ABLATIONS = {
+    "no-filter": ["train.pivot_source=random"],
+    "exact-reward": ["profile.verifier=exact"],
+}
+SWEEPS = {"lambda": "profile.lambda_diff", "k": "profile.k", "group": "train.group_size"}
+
+
+def ablation_overrides(name: str) -> list[str]:
+    """``no-filter``, ``exact-reward``, or a sweep point ``lambda=0.5``, ``k=4``, ``group=4``."""
+    if name in ABLATIONS:
+        return ABLATIONS[name]
+    key, sep, value = name.partition("=")
+    if sep and key in SWEEPS:
+        return [f"{SWEEPS[key]}={value}"]
+    known = ", ".join([*ABLATIONS, *(f"{k}=VALUE" for k in SWEEPS)])
+    raise DataError(f"unknown ablation {name!r} (known: {known})", field="--ablations")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One thing to train: a method, possibly with an ablation, under one seed."""
+
+    method: str
+    label: str
+    overrides: tuple[str, ...]
+    seed: int
+
+
+def arms(methods: Sequence[str], ablations: Sequence[str], seeds: int) -> list[Arm]:
+    for method in methods:
+        if method not in METHODS:
+            raise DataError(
+                f"unknown method {method!r} (known: {', '.join(METHODS)})", field="--methods"
+            )
+    variants = [(m, m, ()) for m in methods]
+    variants += [("pivotrl", f"pivotrl[{a}]", tuple(ablation_overrides(a))) for a in ablations]
+    return [Arm(m, label, ov, seed) for seed in range(seeds) for m, label, ov in variants]
+
+
+async def run_arm(base: RunConfig, arm: Arm, root: Path) -> dict[str, Any]:
+    from pivotgym.pipeline import Run
+
+    config = copy.deepcopy(base)
+    apply_overrides(config, list(arm.overrides), "--ablations")
+    config.seed = arm.seed
+    config.out = str(root / f"{arm.label}-s{arm.seed}")
+    if not config.train.eval_every:
+        config.train.eval_every = max(1, config.train.steps // 4)
+    report_path = Path(config.out) / "report.json"
+    if report_path.exists():  # finished in an earlier invocation
+        report = json.loads(report_path.read_text())
+    else:
+        run = Run(config)
+        report = await {"pivotrl": run.run, "e2e": run.e2e, "sft": run.sft}[arm.method]()
+    curve_path = Path(config.out) / "curve.jsonl"
+    curve = [json.loads(line) for line in curve_path.open()] if curve_path.exists() else []
+    return {"arm": arm.__dict__, "report": report, "curve": curve}
+
+
+# ------------------------------------------------------------------------------ analysis
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def _cost_points(result: dict[str, Any]) -> list[tuple[float, float, float]]:
+    """``(rollout turns, wall seconds, success)`` along a run's curve; SFT's final point
+    costs no rollout turn."""
+    points = [
+        (p["ledger"]["model_calls"], p["ledger"]["seconds"].get("wall", 0.0), p["success"])
+        for p in result["curve"]
+    ]
+    report = result["report"]
+    if not points:
+        ledger = report.get("ledger", {})
+        points = [
+            (0.0, 0.0, report["in_domain_base"]),
+            (
+                ledger.get("model_calls", 0),
+                ledger.get("seconds", {}).get("wall", 0.0),
+                report["in_domain_final"],
+            ),
+        ]
+    return points
+
+
+def cost_to_reach(result: dict[str, Any], target: float) -> tuple[float, float] | None:
+    """Rollout turns and wall-clock at the first evaluation reaching ``target``."""
+    for turns, wall, success in _cost_points(result):
+        if success >= target:
+            return turns, wall
+    return None
+
+
+def analyse(results: list[dict[str, Any]], target: float | None) -> dict[str, Any]:
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_label.setdefault(r["arm"]["label"], []).append(r)
+    if target is None:
+        e2e = by_label.get("e2e")
+        finals = [r["curve"][-1]["success"] for r in e2e or [] if r["curve"]]
+        target = statistics.fmean(finals) if finals else None
+    summary: dict[str, Any] = {"target_accuracy": target, "methods": {}}
+    for label, runs in by_label.items():
+        reached = [cost_to_reach(r, target) for r in runs] if target is not None else []
+        hits = [x for x in reached if x is not None]
+        summary["methods"][label] = {
+            "seeds": len(runs),
+            "in_domain_change": _mean_std(
+                [
+                    100 * (r["report"]["in_domain_final"] - r["report"]["in_domain_base"])
+                    for r in runs
+                ]
+            ),
+            "ood_change": _mean_std(
+                [100 * (r["report"]["ood_final"] - r["report"]["ood_base"]) for r in runs]
+            ),
+            "final_in_domain": _mean_std([r["report"]["in_domain_final"] for r in runs]),
+            "reached_target": f"{len(hits)}/{len(runs)}",
+            "turns_to_target": _mean_std([h[0] for h in hits]),
+            "wall_to_target_s": _mean_std([h[1] for h in hits]),
+            "total_turns": _mean_std([r["report"]["ledger"]["model_calls"] for r in runs]),
+            "total_wall_s": _mean_std(
+                [r["report"]["ledger"]["seconds"].get("wall", 0.0) for r in runs]
+            ),
+        }
+    methods = summary["methods"]
+    if "pivotrl" in methods and "e2e" in methods:
+        p, e = methods["pivotrl"], methods["e2e"]
+        summary["pivotrl_vs_e2e"] = {
+            "turn_ratio": e["turns_to_target"][0] / p["turns_to_target"][0]
+            if p["turns_to_target"][0]
+            else float("nan"),
+            "wall_ratio": e["wall_to_target_s"][0] / p["wall_to_target_s"][0]
+            if p["wall_to_target_s"][0]
+            else float("nan"),
+        }
+    return summary
+
+
+# --------------------------------------------------------------------------------- plots
+
+
+def plot_curves(results: list[dict[str, Any]], folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = []
+    for axis, xlabel, file in (
+        (0, "rollout turns (sampled assistant turns)", "accuracy_vs_turns.png"),
+        (1, "wall-clock seconds (evaluation excluded)", "accuracy_vs_wallclock.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+        by_label: dict[str, list[list[tuple[float, float, float]]]] = {}
+        for r in results:
+            by_label.setdefault(r["arm"]["label"], []).append(_cost_points(r))
+        for label, runs in sorted(by_label.items()):
+            top = max(max(p[axis] for p in run) for run in runs) or 1.0
+            grid = np.linspace(0.0, top, 50)
+            ys = np.array(
+                [np.interp(grid, [p[axis] for p in run], [100 * p[2] for p in run]) for run in runs]
+            )
+            mean, std = ys.mean(axis=0), ys.std(axis=0)
+            (line,) = ax.plot(grid, mean, label=label, linewidth=2)
+            if len(runs) > 1:
+                ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            for run in runs:
+                ax.plot(
+                    [p[axis] for p in run],
+                    [100 * p[2] for p in run],
+                    "o",
+                    color=line.get_color(),
+                    markersize=3,
+                    alpha=0.6,
+                )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("held-out in-domain success (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / file)
+        plt.close(fig)
+        names.append(file)
+    return names
+
+
+def _fmt(pair: Any, unit: str = "", digits: int = 1) -> str:
+    mean, std = pair
+    if mean != mean:  # nan
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}{unit}"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    target = summary["target_accuracy"]
+    lines = [
+        f"Target accuracy: {target:.1%} (E2E RL's final accuracy unless given)"
+        if target is not None
+        else "Target accuracy: none (no E2E run)",
+        "",
+        "| method | seeds | in-domain change (pts) | OOD change (pts) | reached target "
+        "| rollout turns to target | wall-clock to target (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, m in summary["methods"].items():
+        lines.append(
+            f"| {label} | {m['seeds']} | {_fmt(m['in_domain_change'])} | {_fmt(m['ood_change'])} | "
+            f"{m['reached_target']} | {_fmt(m['turns_to_target'], digits=0)} | "
+            f"{_fmt(m['wall_to_target_s'], digits=0)} |"
+        )
+    ratio = summary.get("pivotrl_vs_e2e")
+    if ratio:
+        lines += [
+            "",
+            f"PivotRL vs E2E RL at the target: {ratio['turn_ratio']:.2f}x fewer rollout "
+            f"turns, {ratio['wall_ratio']:.2f}x less wall-clock.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_page(folder: Path, plots: list[str], md: str, command: str) -> None:
+    table = html.escape(md)
+    images = "".join(f'<img src="{p}" style="max-width:48%;margin:1%">' for p in plots)
+    folder.joinpath("index.html").write_text(
+        "<!doctype html><meta charset=utf-8><title>pivotgym bench</title>"
+        "<body style='font-family:sans-serif;max-width:1200px;margin:auto'>"
+        f"<h1>PivotRL vs E2E RL vs SFT</h1><div>{images}</div>"
+        f"<pre style='font-size:13px'>{table}</pre><p><code>{html.escape(command)}</code></p>"
+    )
+
+
+async def bench(
+    base: RunConfig,
+    *,
+    methods: Sequence[str],
+    seeds: int,
+    ablations: Sequence[str],
+    root: Path,
+    target: float | None,
+    command: str,
+) -> dict[str, Any]:
+    root.mkdir(parents=True, exist_ok=True)
+    results = []
+    for arm in arms(methods, ablations, seeds):
+        console.rule(f"{arm.label}, seed {arm.seed}")
+        results.append(await run_arm(base, arm, root))
+    summary = analyse(results, target)
+    plots = plot_curves(results, root)
+    md = markdown(summary)
+    (root / "report.md").write_text(md)
+    (root / "report.json").write_text(json.dumps({"summary": summary, "runs": results}, indent=2))
+    write_page(root, plots, md, command)
+    console.print(md)
+    return summary
+
+
+def run_bench(base: RunConfig, **kwargs: Any) -> dict[str, Any]:
+    return asyncio.run(bench(base, **kwargs))

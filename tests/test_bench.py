@@ -1,0 +1,81 @@
+"""The bench's analysis: cost to reach a target, changes vs π0, ratios, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pivotgym.bench import ablation_overrides, analyse, arms, cost_to_reach, plot_curves
+from pivotgym.errors import DataError
+
+
+def result(
+    label: str, seed: int, points: list[tuple[int, float, float]], base: float, final: float
+):
+    curve = [
+        {"step": i, "success": s, "ledger": {"model_calls": t, "seconds": {"wall": w}}}
+        for i, (t, w, s) in enumerate(points)
+    ]
+    report = {
+        "in_domain_base": base,
+        "in_domain_final": final,
+        "ood_base": 0.5,
+        "ood_final": 0.48,
+        "ledger": {"model_calls": points[-1][0], "seconds": {"wall": points[-1][1]}},
+    }
+    return {
+        "arm": {"label": label, "method": label, "seed": seed},
+        "report": report,
+        "curve": curve,
+    }
+
+
+RESULTS = [
+    result("e2e", 0, [(0, 0.0, 0.2), (400, 100.0, 0.3), (800, 200.0, 0.4)], 0.2, 0.4),
+    result("e2e", 1, [(0, 0.0, 0.2), (400, 120.0, 0.3), (800, 220.0, 0.4)], 0.2, 0.4),
+    result("pivotrl", 0, [(0, 0.0, 0.2), (100, 20.0, 0.45), (200, 40.0, 0.5)], 0.2, 0.5),
+    result("pivotrl", 1, [(0, 0.0, 0.2), (100, 30.0, 0.35), (200, 50.0, 0.42)], 0.2, 0.42),
+]
+
+
+def test_cost_to_reach_is_the_first_point_at_or_above_target() -> None:
+    assert cost_to_reach(RESULTS[2], 0.4) == (100, 20.0)
+    assert cost_to_reach(RESULTS[3], 0.4) == (200, 50.0)
+    assert cost_to_reach(RESULTS[3], 0.9) is None
+
+
+def test_analysis_targets_e2e_final_accuracy_and_reports_ratios() -> None:
+    summary = analyse(RESULTS, None)
+    assert summary["target_accuracy"] == pytest.approx(0.4)
+    p, e = summary["methods"]["pivotrl"], summary["methods"]["e2e"]
+    assert p["reached_target"] == "2/2" and e["reached_target"] == "2/2"
+    assert p["turns_to_target"] == (150.0, 50.0)
+    assert e["turns_to_target"] == (800.0, 0.0)
+    assert summary["pivotrl_vs_e2e"]["turn_ratio"] == pytest.approx(800 / 150)
+    assert summary["pivotrl_vs_e2e"]["wall_ratio"] == pytest.approx(210 / 35)
+    assert p["in_domain_change"][0] == pytest.approx(26.0)
+    assert p["ood_change"][0] == pytest.approx(-2.0)
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    names = plot_curves(RESULTS, tmp_path)
+    for name in names:
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+def test_arms_and_ablations() -> None:
+    made = arms(["pivotrl", "e2e"], ["no-filter", "lambda=0.5"], seeds=2)
+    assert [a.label for a in made[:4]] == [
+        "pivotrl",
+        "e2e",
+        "pivotrl[no-filter]",
+        "pivotrl[lambda=0.5]",
+    ]
+    assert {a.seed for a in made} == {0, 1} and len(made) == 8
+    assert ablation_overrides("k=4") == ["profile.k=4"]
+    with pytest.raises(DataError, match="unknown ablation"):
+        ablation_overrides("bogus")
+    with pytest.raises(DataError, match="unknown method"):
+        arms(["ppo"], [], 1)
