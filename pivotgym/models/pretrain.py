@@ -210,7 +210,7 @@ def train(args: argparse.Namespace) -> Path:
         pad_token_id=tokenizer.pad_token_id,
         **MODEL_CONFIG,
     )
-    model = Qwen2ForCausalLM(config)
+    model = Qwen2ForCausalLM(config).to(args.device)
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {params / 1e6:.2f}M parameters", file=sys.stderr)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -233,7 +233,8 @@ def train(args: argparse.Namespace) -> Path:
                 break
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(fraction, step, args.lr, args.warmup)
-            ids, mask, weights = collate(examples, idx, tokenizer.pad_token_id)
+            batch = collate(examples, idx, tokenizer.pad_token_id)
+            ids, mask, weights = (t.to(args.device) for t in batch)
             loss, assistant_loss = weighted_loss(model, ids, mask, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -268,7 +269,7 @@ def train(args: argparse.Namespace) -> Path:
 
     elapsed = time.perf_counter() - start
     model.eval()
-    model.to(torch.bfloat16).save_pretrained(ckpt, safe_serialization=True)
+    model.to("cpu", torch.bfloat16).save_pretrained(ckpt, safe_serialization=True)
     GenerationConfig(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -304,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--batch-tokens", type=int, default=8000, help="padded tokens a batch")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda"
+    )
     parser.add_argument("--jobs", type=int, default=8, help="episodes recorded at once")
     args = parser.parse_args(argv)
     train(args)

@@ -227,10 +227,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         report.update(await ood_accuracy(engine, fmt, args.ood, args.seed))
         timings["ood_s"] = time.perf_counter() - start
+        print(f"ood: done in {timings['ood_s']:.0f} s", file=sys.stderr)
 
         start = time.perf_counter()
         report.update(await mixed_outcomes(engine, fmt, args.candidates, args.k, args.seed))
         timings["mixed_s"] = time.perf_counter() - start
+        print(f"mixed: done in {timings['mixed_s']:.0f} s", file=sys.stderr)
 
         start = time.perf_counter()
         tasks = pivotgym.load_tasks("terminal", split="test")
@@ -238,6 +240,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             tasks = random.Random(args.seed).sample(list(tasks), min(args.episodes, len(tasks)))
         report.update(await episodes(engine, fmt, tasks, args.episode_temperature, args.seed))
         timings["episodes_s"] = time.perf_counter() - start
+        print(f"episodes: done in {timings['episodes_s']:.0f} s", file=sys.stderr)
     finally:
         await engine.aclose()
     report["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
