@@ -9,7 +9,6 @@ attempt), so results do not depend on which other episodes share a batch.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import mean
@@ -19,12 +18,8 @@ from pivotgym.chat import ChatFormat
 from pivotgym.engines.base import Engine, SamplingParams
 from pivotgym.env import AsyncEnv
 from pivotgym.models import ood
+from pivotgym.seeds import derive_seed
 from pivotgym.tasks import Task
-
-
-def _seed(*parts: object) -> int:
-    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
 
 
 @dataclass
@@ -103,7 +98,7 @@ async def run_episodes(
                 [conversations[i] for i in active], envs[active[0]].tools
             )
             seeds = [
-                _seed(seed, episodes[i].task, episodes[i].attempt, episodes[i].turns)
+                derive_seed(seed, episodes[i].task, episodes[i].attempt, episodes[i].turns)
                 for i in active
             ]
             groups = await engine.generate_batch(prompts, 1, sampling, seeds=seeds)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json
 import random
 import time
@@ -50,16 +49,12 @@ from pivotgym.rl.learner import Learner, RLConfig
 from pivotgym.rl.sft import SFTTrainer, sft_sample
 from pivotgym.rl.training import BatchCursor, OptimConfig
 from pivotgym.rollouts import collect
+from pivotgym.seeds import derive_seed
 from pivotgym.tasks import Task, resolve_task
 from pivotgym.verifiers import Verifier, default_verifier, get_verifier
 from pivotgym.verifiers.base import restore
 
 console = Console()
-
-
-def stable_seed(*parts: object) -> int:
-    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
 
 
 @dataclass
@@ -289,7 +284,7 @@ class Run:
         step = len(learner.history)
         batch = [pivots[i] for i in learner.state.cursor.next()]
         prompts = chat.batch_prompt_ids([c.prefix for c in batch], self.tools)
-        seeds = [stable_seed(self.config.seed, "train", step, c.id) for c in batch]
+        seeds = [derive_seed(self.config.seed, "train", step, c.id) for c in batch]
         sampling = self.sampling(t.max_new_tokens)
         started = time.perf_counter()
         groups = await self.engine.generate_batch(prompts, t.group_size, sampling, seeds=seeds)
@@ -327,7 +322,7 @@ class Run:
             self.sampling(self.config.train.max_new_tokens),
             max_turns=e.max_turns,
             max_tokens=e.max_tokens,
-            seed=stable_seed(self.config.seed, "e2e", len(learner.history)),
+            seed=derive_seed(self.config.seed, "e2e", len(learner.history)),
         )
         rolled = time.perf_counter()
         metrics = await self.learn(learner, [r.train_sample() for r in rollouts])

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -37,6 +36,7 @@ from pivotgym.candidates import Candidate
 from pivotgym.chat import ChatFormat
 from pivotgym.engines.base import Engine, Sample, SamplingParams
 from pivotgym.env import AsyncEnv
+from pivotgym.seeds import derive_seed
 from pivotgym.verifiers.base import Verifier, restore
 
 
@@ -67,8 +67,7 @@ class ProfileSettings:
 
 
 def candidate_seed(seed: int, candidate_id: str) -> int:
-    digest = hashlib.blake2b(f"{seed}|{candidate_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
+    return derive_seed(seed, candidate_id)
 
 
 def summarize(rewards: Sequence[float], infra: Sequence[bool]) -> tuple[int, float, float]:

@@ -13,7 +13,6 @@ action, then the new ids.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,14 +21,10 @@ from pivotgym.chat import ChatFormat
 from pivotgym.engines.base import Engine, SamplingParams
 from pivotgym.env import AsyncEnv
 from pivotgym.rl.batch import TrainSample
+from pivotgym.seeds import derive_seed
 from pivotgym.tasks import Task
 
 Segment = tuple[list[int], list[float] | None]
-
-
-def _seed(*parts: object) -> int:
-    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
 
 
 @dataclass
@@ -96,7 +91,8 @@ async def collect(
         while active:
             prompts = [rollouts[i].running_ids for i in active]
             seeds = [
-                _seed(seed, rollouts[i].task, rollouts[i].index, rollouts[i].turns) for i in active
+                derive_seed(seed, rollouts[i].task, rollouts[i].index, rollouts[i].turns)
+                for i in active
             ]
             groups = await engine.generate_batch(prompts, 1, sampling, seeds=seeds)
             actions = []

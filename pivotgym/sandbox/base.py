@@ -17,6 +17,7 @@ next start.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,9 +199,30 @@ class Sandbox(abc.ABC):
     async def snapshot(self) -> Snapshot:
         """Freeze the current writable state; the sandbox stays usable."""
 
-    @abc.abstractmethod
     async def fork(self, n: int) -> list[Sandbox]:
-        """Return ``n`` independent sandboxes in this sandbox's current state."""
+        """Return ``n`` independent sandboxes in this sandbox's current state.
+
+        One snapshot, ``n`` sandboxes started from it concurrently, the snapshot released.
+        All or nothing: if any start fails, the ones that started are closed and the first
+        error is raised.
+        """
+        if n < 1:
+            raise ValueError(f"fork needs n >= 1, got {n}")
+        snap = await self.snapshot()
+        try:
+            made = await asyncio.gather(
+                *(self.backend.create(self.spec, snapshot=snap) for _ in range(n)),
+                return_exceptions=True,
+            )
+        finally:
+            await snap.release()
+        failures = [m for m in made if isinstance(m, BaseException)]
+        if failures:
+            await asyncio.gather(
+                *(m.close() for m in made if isinstance(m, Sandbox)), return_exceptions=True
+            )
+            raise failures[0]
+        return list(made)  # type: ignore[arg-type]
 
     @abc.abstractmethod
     async def close(self) -> None:

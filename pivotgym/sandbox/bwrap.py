@@ -388,22 +388,6 @@ class BwrapSandbox(Sandbox):
     async def snapshot(self) -> BwrapSnapshot:
         return await asyncio.to_thread(self.backend._snapshot_sync, self)
 
-    async def fork(self, n: int) -> list[Sandbox]:
-        snap = await self.snapshot()
-        try:
-            made = await asyncio.gather(
-                *(self.backend.create(self.spec, snapshot=snap) for _ in range(n)),
-                return_exceptions=True,
-            )
-        finally:
-            await snap.release()
-        failures = [m for m in made if isinstance(m, BaseException)]
-        if failures:
-            # All or nothing: the branches that did start are closed, not leaked.
-            await asyncio.gather(*(m.close() for m in made if isinstance(m, BwrapSandbox)))
-            raise failures[0]
-        return list(made)  # type: ignore[arg-type]
-
     async def close(self) -> None:
         if self._closed:
             return

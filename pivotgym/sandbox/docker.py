@@ -454,25 +454,6 @@ class DockerSandbox(Sandbox):
         self.backend._track_image(image_id)
         return image_id
 
-    async def fork(self, n: int) -> list[Sandbox]:
-        if n < 1:
-            raise ValueError(f"fork needs n >= 1, got {n}")
-        snap = await self.snapshot()
-        try:
-            results = await asyncio.gather(
-                *(self.backend.create(self.spec, snapshot=snap) for _ in range(n)),
-                return_exceptions=True,
-            )
-        finally:
-            await snap.release()
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            await asyncio.gather(
-                *(r.close() for r in results if isinstance(r, Sandbox)), return_exceptions=True
-            )
-            raise failures[0]
-        return list(results)  # type: ignore[arg-type]
-
     # -------------------------------------------------------------------------- close
 
     async def close(self) -> None:
