@@ -2,42 +2,47 @@
 
     python -m pivotgym.models.properties --model pivotgym-tiny
 
-Four properties, printed as a table and written to ``bench/results/tiny_properties.json``:
+Four properties, printed as a table and written to ``bench/results/tiny_properties.json``,
+each measured with the same code the pipeline runs:
 
 - **parse rate**: the fraction of assistant turns sampled at temperature 1 (the profiling
   samples below) that parse as a message or a tool call (no ``parse_error``);
 - **success rate**: full episodes on the held-out test tasks (split ``test``) with the
-  model acting at ``--episode-temperature``, scored by each task's test;
-- **mixed-outcome fraction**: at randomly chosen tool-calling turns of the bundled train
-  trajectories, K samples at temperature 1 are each executed in a fork of the restored
-  state beside the expert's action; a sample matches when its effect does (exit status,
-  whitespace-normalised output, and a content hash of the workdir). The fraction of
-  candidates whose K samples neither all match nor all miss is the share of turns that
-  PivotRL can learn from;
-- **OOD accuracy**: greedy answers to held-out questions of :mod:`pivotgym.models.ood`.
+  model acting at ``--episode-temperature``, scored by each task's test
+  (:func:`pivotgym.evaluation.run_episodes`);
+- **mixed-outcome fraction**: offline profiling (:mod:`pivotgym.profiling`) of randomly
+  chosen candidate turns of the bundled train trajectories, K samples at temperature 1
+  scored by the terminal's execution verifier (a sample passes when its effect equals the
+  expert's); the share of candidates whose samples neither all pass nor all fail is the
+  share of turns PivotRL can learn from;
+- **OOD accuracy**: greedy answers to held-out questions of :mod:`pivotgym.models.ood`
+  (:func:`pivotgym.evaluation.ood_accuracy`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiometer
 import torch
 
 import pivotgym
+from pivotgym.candidates import candidates
 from pivotgym.chat import ChatFormat
-from pivotgym.engines.base import SamplingParams
 from pivotgym.engines.torch import TorchEngine
-from pivotgym.models import load, ood
+from pivotgym.evaluation import episode_sampling, ood_accuracy, run_episodes
+from pivotgym.models import load
+from pivotgym.profiling import Profiler, ProfileSettings
+from pivotgym.replay import SnapshotCache
+from pivotgym.verifiers import default_verifier
 
 RESULTS = Path("bench/results/tiny_properties.json")
 TARGETS = {
@@ -46,175 +51,39 @@ TARGETS = {
     "mixed_outcome_fraction": (0.25, 1.0),
     "ood_accuracy": (0.50, 1.0),
 }
-# Content hash of the workdir: file paths and bytes, plus a git repository's tree and
-# staged state by content (commit ids carry timestamps, so two equal commits differ).
-WORKDIR_HASH = (
-    "{ find . -path ./.git -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum; "
-    "find . -path ./.git -prune -o -print | sort; "
-    "git rev-parse HEAD^{tree} 2>/dev/null; git log --format=%s 2>/dev/null; "
-    "git status --porcelain 2>/dev/null; } | sha256sum"
-)
 
 
-def sampling(temperature: float, fmt: ChatFormat, seed: int, max_new: int) -> SamplingParams:
-    return SamplingParams(
-        temperature=temperature,
-        top_p=1.0,
-        top_k=-1,
-        max_new_tokens=max_new,
-        stop_token_ids=fmt.stop_ids,
-        seed=seed,
-    )
-
-
-# ------------------------------------------------------------------ mixed outcomes
-
-
-async def effect(env: Any, action: dict[str, Any]) -> tuple[Any, ...] | None:
-    """What ``action`` does in ``env``: exit status, output and workdir; None if no call."""
-    if action.get("parse_error") or not action.get("tool_calls"):
-        return None
-    obs, _, _, _, info = await env.astep(action)
-    calls = info.get("calls") or [{}]
-    output = "\n".join(" ".join(line.split()) for line in obs[-1]["content"].splitlines())
-    sandbox = env.sandbox
-    digest = await sandbox.exec(["bash", "-c", WORKDIR_HASH], cwd=sandbox.spec.workdir)
-    names = tuple(c["function"]["name"] for c in action["tool_calls"])
-    return names, calls[-1].get("exit_code"), calls[-1].get("error"), output, digest.output
-
-
-async def profile_candidate(engine, fmt, env_factory, traj, turn, k, seed) -> dict[str, Any]:
-    env = env_factory()
-    try:
-        obs, _ = await env.areset(options={"trajectory": traj, "turn": turn})
-        prompt = fmt.prompt_ids(obs, env.tools)
-        samples = await engine.generate(prompt, k, sampling(1.0, fmt, seed, 192))
-        actions = [fmt.parse(s, first_call=turn) for s in samples]
-        forks = await env.afork(k + 1)
-        try:
-            expert = await effect(forks[0], traj.action(turn))
-            effects = await asyncio.gather(
-                *(effect(f, a) for f, a in zip(forks[1:], actions, strict=True))
-            )
-        finally:
-            await asyncio.gather(*(f.aclose() for f in forks))
-        matches = [e is not None and e == expert for e in effects]
-        return {
-            "id": traj.id,
-            "turn": turn,
-            "family": traj.metadata.get("family"),
-            "parsed": [not a.get("parse_error") for a in actions],
-            "matches": matches,
-        }
-    finally:
-        await env.aclose()
-
-
-async def mixed_outcomes(engine, fmt, candidates: int, k: int, seed: int) -> dict[str, Any]:
+async def mixed_outcomes(
+    engine: TorchEngine, fmt: ChatFormat, n: int, k: int, seed: int
+) -> dict[str, Any]:
     trajectories = pivotgym.load_trajectories("terminal", split="train")
-    pool = [
-        (t, turn)
-        for t in trajectories
-        for turn in range(t.num_turns)
-        if t.action(turn).get("tool_calls")
-    ]
-    chosen = random.Random(seed).sample(pool, min(candidates, len(pool)))
-    env_factory = functools.partial(pivotgym.make, "terminal")
-    jobs = [
-        functools.partial(profile_candidate, engine, fmt, env_factory, t, turn, k, seed + i)
-        for i, (t, turn) in enumerate(chosen)
-    ]
-    rows = await aiometer.run_all(jobs, max_at_once=4)
-    mixed = [0 < sum(r["matches"]) < k for r in rows]
-    parsed = [p for r in rows for p in r["parsed"]]
+    pool = list(candidates(trajectories))
+    chosen = random.Random(seed).sample(pool, min(n, len(pool)))
+    cache = SnapshotCache()
+    env = pivotgym.make("terminal", tasks=[], cache=cache)
+    profiler = Profiler(
+        engine=engine,
+        chat=fmt,
+        verifier=default_verifier("terminal"),
+        make_env=lambda: pivotgym.make("terminal", tasks=[], cache=cache),
+        tools=env.tools,
+        settings=ProfileSettings(k=k, temperature=1.0, max_new_tokens=192, seed=seed),
+    )
+    await env.aclose()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = await profiler.run(chosen, Path(tmp) / "profile.jsonl", show_progress=False)
+    valid = [r for r in rows if r["n_valid"]]
+    parsed = [not fmt.parse(text).get("parse_error") for r in rows for text in r["actions"]]
     return {
         "candidates": len(rows),
         "k": k,
-        "mixed_outcome_fraction": sum(mixed) / len(rows),
-        "mean_match_rate": sum(sum(r["matches"]) for r in rows) / (k * len(rows)),
-        "all_match_fraction": sum(all(r["matches"]) for r in rows) / len(rows),
-        "none_match_fraction": sum(not any(r["matches"]) for r in rows) / len(rows),
-        "parse_rate": sum(parsed) / len(parsed),
+        "mixed_outcome_fraction": sum(r["variance"] > 0 for r in valid) / max(len(valid), 1),
+        "mean_pass_rate": sum(r["mean"] for r in valid) / max(len(valid), 1),
+        "all_pass_fraction": sum(r["mean"] == 1.0 for r in valid) / max(len(valid), 1),
+        "none_pass_fraction": sum(r["mean"] == 0.0 for r in valid) / max(len(valid), 1),
+        "parse_rate": sum(parsed) / max(len(parsed), 1),
         "parsed_samples": len(parsed),
     }
-
-
-# ------------------------------------------------------------------------ episodes
-
-
-async def episodes(engine, fmt, tasks: Sequence[Any], temperature: float, seed: int):
-    """Run every task to its end in lockstep, one batched sampling call per turn."""
-    envs = [pivotgym.make("terminal", tasks=[t]) for t in tasks]
-    obs = list(
-        await asyncio.gather(
-            *(e.areset(options={"task": t}) for e, t in zip(envs, tasks, strict=True))
-        )
-    )
-    convs = [o[0] for o in obs]
-    active = list(range(len(envs)))
-    rewards = [0.0] * len(envs)
-    turns = [0] * len(envs)
-    malformed = 0
-    step = 0
-    try:
-        while active:
-            prompts = [fmt.prompt_ids(convs[i], envs[i].tools) for i in active]
-            params = sampling(temperature, fmt, seed + 1000 * step, 256)
-            samples = await engine.generate_batch(prompts, 1, params)
-            actions = [
-                fmt.parse(s[0], first_call=turns[i]) for s, i in zip(samples, active, strict=True)
-            ]
-            malformed += sum(bool(a.get("parse_error")) for a in actions)
-            results = await asyncio.gather(
-                *(envs[i].astep(a) for i, a in zip(active, actions, strict=True))
-            )
-            still = []
-            for i, (o, reward, terminated, truncated, _info) in zip(active, results, strict=True):
-                convs[i] = o
-                turns[i] += 1
-                if terminated or truncated:
-                    rewards[i] = reward
-                else:
-                    still.append(i)
-            active = still
-            step += 1
-    finally:
-        await asyncio.gather(*(e.aclose() for e in envs))
-    by_family: dict[str, list[float]] = {}
-    for task, reward in zip(tasks, rewards, strict=True):
-        family = (task.config.metadata or {}).get("family", "?") if hasattr(task, "config") else "?"
-        by_family.setdefault(family, []).append(reward)
-    return {
-        "episodes": len(tasks),
-        "temperature": temperature,
-        "success_rate": sum(r == 1.0 for r in rewards) / len(rewards),
-        "mean_turns": sum(turns) / len(turns),
-        "malformed_turns": malformed,
-        "success_by_family": {f: sum(v) / len(v) for f, v in sorted(by_family.items())},
-    }
-
-
-# ---------------------------------------------------------------------------- OOD
-
-
-async def ood_accuracy(engine, fmt, n: int, seed: int) -> dict[str, Any]:
-    questions = ood.eval_questions(n, seed)
-    prompts = [fmt.prompt_ids(q.messages()) for q in questions]
-    samples = await engine.generate_batch(prompts, 1, sampling(0.0, fmt, seed, 160))
-    right = [
-        ood.score(q, fmt.decode(s[0].token_ids)) for q, s in zip(questions, samples, strict=True)
-    ]
-    by_kind: dict[str, list[bool]] = {}
-    for q, r in zip(questions, right, strict=True):
-        by_kind.setdefault(q.kind, []).append(r)
-    return {
-        "questions": n,
-        "ood_accuracy": sum(right) / n,
-        "ood_by_kind": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())},
-    }
-
-
-# ------------------------------------------------------------------------- report
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -225,7 +94,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     timings = {}
     try:
         start = time.perf_counter()
-        report.update(await ood_accuracy(engine, fmt, args.ood, args.seed))
+        ood = await ood_accuracy(engine, fmt, n=args.ood, seed=args.seed)
+        report.update(
+            questions=ood["questions"], ood_accuracy=ood["accuracy"], ood_by_kind=ood["by_kind"]
+        )
         timings["ood_s"] = time.perf_counter() - start
         print(f"ood: done in {timings['ood_s']:.0f} s", file=sys.stderr)
 
@@ -235,10 +107,27 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         print(f"mixed: done in {timings['mixed_s']:.0f} s", file=sys.stderr)
 
         start = time.perf_counter()
-        tasks = pivotgym.load_tasks("terminal", split="test")
+        every = pivotgym.load_tasks("terminal", split="test")
+        chosen = range(len(every))
         if args.episodes:
-            tasks = random.Random(args.seed).sample(list(tasks), min(args.episodes, len(tasks)))
-        report.update(await episodes(engine, fmt, tasks, args.episode_temperature, args.seed))
+            chosen = sorted(random.Random(args.seed).sample(chosen, min(args.episodes, len(every))))
+        episodes = await run_episodes(
+            engine,
+            fmt,
+            lambda: pivotgym.make("terminal", tasks=[]),
+            [every[i] for i in chosen],
+            episode_sampling(fmt, args.episode_temperature),
+            seed=args.seed,
+        )
+        summary = episodes.to_json()
+        report.update(
+            episodes=summary["episodes"],
+            temperature=args.episode_temperature,
+            success_rate=summary["success_rate"],
+            mean_turns=summary["mean_turns"],
+            malformed_turns=summary["malformed_turns"],
+            success_by_family=summary["by_family"],
+        )
         timings["episodes_s"] = time.perf_counter() - start
         print(f"episodes: done in {timings['episodes_s']:.0f} s", file=sys.stderr)
     finally:
