@@ -1,0 +1,125 @@
+"""E2E rollouts: token-in/token-out episodes whose ids line up with the rendered conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from taskdirs import make_task
+from tiny_models import tiny_tokenizer
+
+import pivotgym
+from pivotgym.chat import ChatFormat
+from pivotgym.engines.base import Engine, Sample, SamplingParams
+from pivotgym.rollouts import collect
+
+
+class ScriptedEngine(Engine):
+    """Always answers with the same assistant turn (a stand-in for a policy in this test)."""
+
+    def __init__(self, ids: Sequence[int]) -> None:
+        self.ids = tuple(ids)
+        self.prompts: list[list[int]] = []
+
+    @property
+    def weight_version(self) -> str:
+        return "7"
+
+    async def generate(self, prompt_ids, n, sampling):
+        self.prompts.append(list(prompt_ids))
+        return [Sample(self.ids, (-0.5,) * len(self.ids), "", "stop", "7") for _ in range(n)]
+
+    async def update_weights(self, path, version):
+        raise NotImplementedError
+
+
+def test_episode_ids_are_the_rendered_conversation_with_actions_trained(tmp_path: Path) -> None:
+    task = pivotgym.load_task(make_task(tmp_path))
+    fmt = ChatFormat(tiny_tokenizer())
+    action = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {
+                    "name": "bash",
+                    "arguments": json.dumps({"command": "wc -l < data.txt > count.txt"}),
+                },
+            }
+        ],
+    }
+    engine = ScriptedEngine(fmt.action_ids(action))
+    sampling = SamplingParams(1.0, 1.0, -1, 64, tuple(fmt.stop_ids), 0)
+    rollouts = asyncio.run(
+        collect(
+            engine,
+            fmt,
+            lambda: pivotgym.make("terminal", tasks=[task]),
+            [task],
+            2,
+            sampling,
+            max_turns=3,
+            max_tokens=100_000,
+            seed=1,
+        )
+    )
+    assert len(rollouts) == 2
+    for rollout in rollouts:
+        assert rollout.turns == 3 and rollout.reward == 1.0  # the test passes on the end state
+        kinds = [lps is not None for _, lps in rollout.segments]
+        assert kinds == [False, True, False, True, False, True]
+        assert all(ids == list(engine.ids) for ids, lps in rollout.segments if lps is not None)
+        sample = rollout.train_sample()
+        assert sample.num_trained == 3 * len(engine.ids)
+        assert sample.old_logprobs == (-0.5,) * sample.num_trained
+        assert sample.group == task.name and sample.weight_version == "7"
+    # Every prompt the policy saw is the rendering of the conversation so far: the ids the
+    # environment added line up with the sampled ids, token for token.
+    env = pivotgym.make("terminal", tasks=[task])
+    try:
+        obs, _ = env.reset(options={"task": task})
+        for turn in range(3):
+            assert engine.prompts[2 * turn] == fmt.prompt_ids(obs, env.tools)
+            obs, *_ = env.step(
+                dict(action, tool_calls=[dict(action["tool_calls"][0], id=f"call_{turn}")])
+            )
+    finally:
+        env.close()
+
+
+def test_token_budget_ends_an_episode_and_still_scores_it(tmp_path: Path) -> None:
+    task = pivotgym.load_task(make_task(tmp_path))
+    fmt = ChatFormat(tiny_tokenizer())
+    action = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": "bash", "arguments": json.dumps({"command": "echo hi"})},
+            }
+        ],
+    }
+    engine = ScriptedEngine(fmt.action_ids(action))
+    first = len(fmt.prompt_ids([{"role": "user", "content": task.instruction}]))
+    sampling = SamplingParams(1.0, 1.0, -1, 64, tuple(fmt.stop_ids), 0)
+    (rollout,) = asyncio.run(
+        collect(
+            engine,
+            fmt,
+            lambda: pivotgym.make("terminal", tasks=[task]),
+            [task],
+            1,
+            sampling,
+            max_turns=50,
+            max_tokens=first + 400,
+            seed=1,
+        )
+    )
+    assert rollout.turns < 50 and rollout.reward == 0.0
+    assert rollout.length <= first + 400 + 200
