@@ -378,6 +378,10 @@ class Run:
             if not hasattr(self.engine, "load_state_dict_sync"):
                 path = learner.save_weights()
                 await self.engine.update_weights(str(path), str(learner.version))
+        # Steps after the last checkpoint are redone: their log lines go with them.
+        done = len(learner.history)
+        keep_lines(self.out / "metrics.jsonl", lambda i, row: i < done)
+        keep_lines(self.out / "curve.jsonl", lambda i, row: row["step"] <= done)
         envs: asyncio.Queue[AsyncEnv] = asyncio.Queue()
         for _ in range(self.config.profile.sandbox_slots):
             envs.put_nowait(self.make_env())
@@ -576,6 +580,16 @@ class Run:
         self.timings["train_s"] = time.perf_counter() - mark
         await self.push_weights(trainer.model, f"sft-{trainer.state.step}")
         return await self.finish("sft", trainer.model, base, start, trajectories=len(examples))
+
+
+def keep_lines(path: Path, keep: Any) -> None:
+    """Rewrite the JSONL file ``path`` with the rows ``keep(index, row)`` accepts."""
+    if not path.exists():
+        return
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    kept = [row for i, row in enumerate(rows) if keep(i, row)]
+    if len(kept) != len(rows):
+        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
 
 
 def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
