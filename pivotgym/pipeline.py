@@ -562,6 +562,8 @@ class Run:
         checkpoint = self.out / "checkpoint"
         if checkpoint.exists():
             trainer.load(checkpoint)
+        done = trainer.state.step
+        keep_lines(self.out / "metrics.jsonl", lambda i, row: i < done)
         mark = time.perf_counter()
         with (self.out / "metrics.jsonl").open("a") as log:
             while trainer.state.step < s.steps:
