@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,8 +180,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         run = Run(_config(args))
-        run.out.mkdir(parents=True, exist_ok=True)
         pool = run.candidates()
+        run.out.mkdir(parents=True, exist_ok=True)
         rows = await run.profile(pool)
         run.select(rows, pool)
         r = run.filter_report
@@ -234,6 +235,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     console.print(f"report: {root / 'index.html'}")
     return 0
+
+
+RUN_COMMANDS = ("run", "profile", "sft", "e2e", "eval", "bench", "serve")
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -312,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The console shows pivotgym's own progress; per-file loading bars would bury it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "transformers" in sys.modules or args.command in RUN_COMMANDS:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         return args.func(args)
     except DataError as exc:

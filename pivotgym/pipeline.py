@@ -480,8 +480,8 @@ class Run:
 
     async def run(self) -> dict[str, Any]:
         """PivotRL: profile → filter → train on pivots → evaluate."""
+        pool = self.candidates()  # bad data fails here, before the output folder exists
         start = self.begin()
-        pool = self.candidates()
         console.print(
             f"[bold]{len(pool)} candidates[/] from {self.config.env}/{self.config.data.split}"
         )
@@ -520,8 +520,8 @@ class Run:
 
     async def e2e(self) -> dict[str, Any]:
         """The E2E RL baseline on the tasks of the same trajectories."""
+        pool = self.candidates()  # bad data fails here, before the output folder exists
         start = self.begin()
-        pool = self.candidates()
         tasks: dict[str, Task] = {}
         for c in pool:
             if c.trajectory.id not in tasks:
@@ -536,8 +536,8 @@ class Run:
 
     async def sft(self) -> dict[str, Any]:
         """The SFT baseline: the trajectories behind the candidate pool, assistant turns only."""
+        pool = self.candidates()  # bad data fails here, before the output folder exists
         start = self.begin()
-        pool = self.candidates()
         wanted = {c.trajectory.id for c in pool}
         trajectories = [
             t
