@@ -15,11 +15,11 @@ import argparse
 import asyncio
 import time
 
-from pivotgym.envs.terminal.env import TerminalEnv
 from report import print_table, write_json
 from tasks import bash_action
 
 import pivotgym
+from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.sandbox.bwrap import BwrapBackend
 
 COMMANDS = [

@@ -16,12 +16,12 @@ import asyncio
 import statistics
 import time
 
-from pivotgym.envs.terminal import DATA as TERMINAL_DATA
-from pivotgym.envs.terminal.env import TerminalEnv
 from report import print_table, write_json
 from tqdm import tqdm
 
 import pivotgym
+from pivotgym.envs.terminal import DATA as TERMINAL_DATA
+from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.errors import DivergenceError
 from pivotgym.replay import SnapshotCache
 

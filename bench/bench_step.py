@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pivotgym.envs.terminal.env import TerminalEnv
 from report import print_table, ratio_line, write_json
 from tasks import COMMAND, bash_action, small_task
 
+from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.sandbox import backend_class
 
 TARGET = 1.2

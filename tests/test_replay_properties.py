@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pivotgym.envs.terminal.env import TerminalEnv
 from terminal_tasks import bash, make_task
 
 import pivotgym
+from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.replay import SnapshotCache
 from pivotgym.sandbox.bwrap import BwrapBackend
 from pivotgym.trajectory import Trajectory

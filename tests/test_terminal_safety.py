@@ -8,10 +8,10 @@ task's own test, whatever the agent wrote where the test writes.
 from __future__ import annotations
 
 import pytest
-from pivotgym.envs.terminal.env import TerminalEnv
 from terminal_tasks import BACKENDS, SUBMIT, act, bash, call, make_task
 
 import pivotgym
+from pivotgym.envs.terminal.env import TerminalEnv
 
 
 @pytest.fixture(params=BACKENDS)

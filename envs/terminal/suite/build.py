@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import aiometer
+
 from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.envs.terminal.suite.families import FAMILIES, HELD_OUT_FAMILIES
 from pivotgym.envs.terminal.suite.plan import TaskPlan
-
 from pivotgym.errors import PivotgymError
 from pivotgym.tasks import Task, encode_file, materialize_inline
 from pivotgym.trajectory import Trajectory, save_trajectories
