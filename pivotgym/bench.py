@@ -181,7 +181,14 @@ def analyse(results: list[dict[str, Any]], target: float | None) -> dict[str, An
             ),
         }
     methods = summary["methods"]
-    if "pivotrl" in methods and "e2e" in methods:
+    # π0 on the curves' own tasks (their first point), where the target is measured.
+    starts = [_cost_points(r)[0][2] for r in results]
+    base = statistics.fmean(starts) if starts else 0.0
+    summary["base_accuracy"] = base
+    # Costs to reach a target π0 already meets are zero for every method: no comparison.
+    comparable = target is not None and target > base
+    summary["comparable"] = comparable
+    if comparable and "pivotrl" in methods and "e2e" in methods:
         p, e = methods["pivotrl"], methods["e2e"]
         summary["pivotrl_vs_e2e"] = {
             "turn_ratio": e["turns_to_target"][0] / p["turns_to_target"][0]
@@ -268,7 +275,13 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{_fmt(m['wall_to_target_s'], digits=0)} |"
         )
     ratio = summary.get("pivotrl_vs_e2e")
-    if ratio:
+    if target is not None and not summary.get("comparable", True):
+        lines += [
+            "",
+            f"No cost comparison: the target ({target:.1%}) is not above π0's accuracy "
+            f"({summary['base_accuracy']:.1%}), so no method had to learn anything to reach it.",
+        ]
+    elif ratio:
         lines += [
             "",
             f"PivotRL vs E2E RL at the target: {ratio['turn_ratio']:.2f}x fewer rollout "

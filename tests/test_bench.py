@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from pivotgym.bench import ablation_overrides, analyse, arms, cost_to_reach, plot_curves
+from pivotgym.bench import (
+    ablation_overrides,
+    analyse,
+    arms,
+    cost_to_reach,
+    markdown,
+    plot_curves,
+)
 from pivotgym.errors import DataError
 
 
@@ -56,6 +63,16 @@ def test_analysis_targets_e2e_final_accuracy_and_reports_ratios() -> None:
     assert summary["pivotrl_vs_e2e"]["wall_ratio"] == pytest.approx(210 / 35)
     assert p["in_domain_change"][0] == pytest.approx(26.0)
     assert p["ood_change"][0] == pytest.approx(-2.0)
+
+
+def test_no_cost_comparison_when_pi0_already_meets_the_target() -> None:
+    flat = [
+        result("e2e", 0, [(0, 0.0, 0.3), (400, 100.0, 0.2)], 0.3, 0.2),
+        result("pivotrl", 0, [(0, 0.0, 0.3), (100, 20.0, 0.3)], 0.3, 0.3),
+    ]
+    summary = analyse(flat, None)
+    assert summary["comparable"] is False and "pivotrl_vs_e2e" not in summary
+    assert "No cost comparison" in markdown(summary)
 
 
 def test_plots_are_written(tmp_path: Path) -> None:
