@@ -16,6 +16,15 @@ from pivotgym.engines.base import Engine, Sample, SamplingParams
 from pivotgym.rollouts import collect
 
 
+def bash_call(command: str) -> dict:
+    function = {"name": "bash", "arguments": json.dumps({"command": command})}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "call_0", "type": "function", "function": function}],
+    }
+
+
 class ScriptedEngine(Engine):
     """Always answers with the same assistant turn (a stand-in for a policy in this test)."""
 
@@ -38,20 +47,7 @@ class ScriptedEngine(Engine):
 def test_episode_ids_are_the_rendered_conversation_with_actions_trained(tmp_path: Path) -> None:
     task = pivotgym.load_task(make_task(tmp_path))
     fmt = ChatFormat(tiny_tokenizer())
-    action = {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "call_0",
-                "type": "function",
-                "function": {
-                    "name": "bash",
-                    "arguments": json.dumps({"command": "wc -l < data.txt > count.txt"}),
-                },
-            }
-        ],
-    }
+    action = bash_call("wc -l < data.txt > count.txt")
     engine = ScriptedEngine(fmt.action_ids(action))
     sampling = SamplingParams(1.0, 1.0, -1, 64, tuple(fmt.stop_ids), 0)
     rollouts = asyncio.run(
@@ -94,17 +90,7 @@ def test_episode_ids_are_the_rendered_conversation_with_actions_trained(tmp_path
 def test_token_budget_ends_an_episode_and_still_scores_it(tmp_path: Path) -> None:
     task = pivotgym.load_task(make_task(tmp_path))
     fmt = ChatFormat(tiny_tokenizer())
-    action = {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "call_0",
-                "type": "function",
-                "function": {"name": "bash", "arguments": json.dumps({"command": "echo hi"})},
-            }
-        ],
-    }
+    action = bash_call("echo hi")
     engine = ScriptedEngine(fmt.action_ids(action))
     first = len(fmt.prompt_ids([{"role": "user", "content": task.instruction}]))
     sampling = SamplingParams(1.0, 1.0, -1, 64, tuple(fmt.stop_ids), 0)
