@@ -146,8 +146,11 @@ async def ood_accuracy(
     )
     prompts = chat.batch_prompt_ids([q.messages() for q in questions])
     groups = await engine.generate_batch(prompts, 1, sampling)
+    # The reply's text without its stop token; a reply cut off before it is wrong.
+    replies = [chat.parse(g[0]) for g in groups]
     right = [
-        ood.score(q, chat.decode(g[0].token_ids)) for q, g in zip(questions, groups, strict=True)
+        "parse_error" not in reply and ood.score(q, reply.get("content") or "")
+        for q, reply in zip(questions, replies, strict=True)
     ]
     by_kind: dict[str, list[bool]] = {}
     for q, ok in zip(questions, right, strict=True):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 
 import pytest
 
+from pivotgym.chat import ChatFormat
+from pivotgym.engines.base import Engine, Sample
 from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.envs.terminal.suite.families import HELD_OUT_FAMILIES
 from pivotgym.errors import DataError
+from pivotgym.evaluation import ood_accuracy
 from pivotgym.models import CHECKPOINTS, corpus, load, ood, resolve
 
 SHIPPED = (CHECKPOINTS / "pivotgym-tiny" / "config.json").is_file()
@@ -80,3 +84,36 @@ def test_corpus_is_deterministic_and_holds_no_held_out_family():
     assert small == corpus.build_corpus(seed=1, shell=3, questions=12, jobs=3)
     assert not {c["family"] for c in small} & set(HELD_OUT_FAMILIES)
     assert sum(c["kind"].startswith("ood/") for c in small) == 12
+
+
+class AnsweringEngine(Engine):
+    """Replies to each OOD question with its reference working, or a fixed wrong answer."""
+
+    def __init__(self, chat: ChatFormat, questions: list[ood.Question], wrong: set[str]) -> None:
+        self.chat, self.wrong = chat, wrong
+        self.by_text = {q.question: q for q in questions}
+
+    @property
+    def weight_version(self) -> str:
+        return "0"
+
+    async def generate(self, prompt_ids, n, sampling):
+        prompt = self.chat.decode(prompt_ids)
+        question = next(q for text, q in self.by_text.items() if text in prompt)
+        reply = "Answer: 0" if question.kind in self.wrong else question.working
+        ids = (*self.chat.action_ids({"role": "assistant", "content": reply}),)
+        return [Sample(ids, (0.0,) * len(ids), reply, "stop", "0")] * n
+
+    async def update_weights(self, path, version):
+        raise NotImplementedError
+
+
+def test_ood_accuracy_scores_replies_as_the_model_ends_them():
+    from tiny_models import tiny_tokenizer
+
+    chat = ChatFormat(tiny_tokenizer())
+    questions = ood.eval_questions(24, seed=0)
+    engine = AnsweringEngine(chat, questions, wrong={"sort"})
+    result = asyncio.run(ood_accuracy(engine, chat, n=24, seed=0))
+    assert result["by_kind"] == {k: 0.0 if k == "sort" else 1.0 for k in ood.KINDS}
+    assert result["accuracy"] == pytest.approx(5 / 6)
