@@ -19,12 +19,16 @@ from pivotgym.errors import DataError
 
 @dataclass
 class DataConfig:
-    """Which trajectories to profile and which tasks to evaluate on."""
+    """Which trajectories to profile and which tasks to evaluate on.
+
+    ``eval_tasks`` of 0 evaluates on every task of ``eval_split``: with a few dozen tasks
+    the success rate moves by several points from sampling alone.
+    """
 
     split: str = "train"
-    max_candidates: int = 192
+    max_candidates: int = 256
     eval_split: str = "test"
-    eval_tasks: int = 48
+    eval_tasks: int = 0
     eval_attempts: int = 1
     ood_questions: int = 100
     curve_tasks: int = 24
@@ -55,10 +59,10 @@ class TrainConfig:
     a point of the cost curves every so many steps (0: none).
     """
 
-    steps: int = 24
+    steps: int = 32
     pivots_per_step: int = 8
     group_size: int = 8
-    lr: float = 2e-5
+    lr: float = 3e-4
     warmup_steps: int = 2
     schedule: str = "constant"
     clip_low: float = 0.2
