@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import html
 import json
+import shutil
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,14 @@ def arms(methods: Sequence[str], ablations: Sequence[str], seeds: int) -> list[A
     return [Arm(m, label, ov, seed) for seed in range(seeds) for m, label, ov in variants]
 
 
+def eval_key(config: RunConfig) -> str:
+    """What π0's evaluation depends on. Arms that agree on it (every arm of one seed, as
+    ablations change only profiling and training) share one evaluation of π0: with all
+    held-out tasks it is minutes an arm."""
+    what = [config.model, config.env, config.seed, asdict(config.data), asdict(config.eval)]
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
 async def run_arm(base: RunConfig, arm: Arm, root: Path) -> dict[str, Any]:
     from pivotgym.pipeline import Run
 
@@ -103,8 +113,15 @@ async def run_arm(base: RunConfig, arm: Arm, root: Path) -> dict[str, Any]:
     if report_path.exists():  # finished in an earlier invocation
         report = json.loads(report_path.read_text())
     else:
+        shared = root / f"pi0-eval-{eval_key(config)}.json"
+        own = Path(config.out) / "eval_base.json"
+        if shared.exists() and not own.exists():
+            own.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shared, own)
         run = Run(config)
         report = await {"pivotrl": run.run, "e2e": run.e2e, "sft": run.sft}[arm.method]()
+        if not shared.exists():
+            shutil.copyfile(own, shared)
     curve_path = Path(config.out) / "curve.jsonl"
     curve = [json.loads(line) for line in curve_path.open()] if curve_path.exists() else []
     return {"arm": arm.__dict__, "report": report, "curve": curve}

@@ -11,9 +11,11 @@ from pivotgym.bench import (
     analyse,
     arms,
     cost_to_reach,
+    eval_key,
     markdown,
     plot_curves,
 )
+from pivotgym.config import RunConfig, apply_overrides
 from pivotgym.errors import DataError
 
 
@@ -96,3 +98,18 @@ def test_arms_and_ablations() -> None:
         ablation_overrides("bogus")
     with pytest.raises(DataError, match="unknown method"):
         arms(["ppo"], [], 1)
+
+
+def test_arms_of_one_seed_share_the_evaluation_of_pi0() -> None:
+    def key(seed: int, overrides: list[str]) -> str:
+        config = RunConfig(seed=seed)
+        apply_overrides(config, overrides, "test")
+        return eval_key(config)
+
+    shared = key(0, [])
+    for arm in arms(["pivotrl", "e2e", "sft"], ["no-filter", "exact-reward", "k=4"], seeds=1):
+        assert key(arm.seed, list(arm.overrides)) == shared, arm.label
+    assert key(1, []) != shared
+    assert key(0, ["data.eval_tasks=24"]) != shared
+    assert key(0, ["eval.temperature=1.0"]) != shared
+    assert key(0, ["model=runs/other"]) != shared
