@@ -26,7 +26,7 @@ class DataConfig:
     """
 
     split: str = "train"
-    max_candidates: int = 256
+    max_candidates: int = 384
     eval_split: str = "test"
     eval_tasks: int = 0
     eval_attempts: int = 1
@@ -62,7 +62,7 @@ class TrainConfig:
     steps: int = 32
     pivots_per_step: int = 8
     group_size: int = 8
-    lr: float = 3e-4
+    lr: float = 1e-4
     warmup_steps: int = 2
     schedule: str = "constant"
     clip_low: float = 0.2
