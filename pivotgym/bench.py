@@ -9,6 +9,7 @@ report folder holds, plots first:
     accuracy_vs_turns.png    in-domain success against rollout turns, a line per method
     accuracy_vs_wallclock.png  the same against wall-clock seconds (seeds as bands)
     report.md, report.json   cost to reach the target accuracy, final changes vs π0
+    pi0-eval-KEY.json        π0's evaluation, made once and shared by the arms of a seed
 
 and one run folder per method and seed (see :mod:`pivotgym.pipeline`).
 """
