@@ -44,25 +44,30 @@ class ScriptedEngine(Engine):
         raise NotImplementedError
 
 
-def test_episode_ids_are_the_rendered_conversation_with_actions_trained(tmp_path: Path) -> None:
-    task = pivotgym.load_task(make_task(tmp_path))
-    fmt = ChatFormat(tiny_tokenizer())
-    action = bash_call("wc -l < data.txt > count.txt")
-    engine = ScriptedEngine(fmt.action_ids(action))
+def play(engine: Engine, fmt: ChatFormat, task, group: int, *, max_turns: int, max_tokens: int):
+    """``group`` episodes of ``task`` in the terminal environment, sampled at temperature 1."""
     sampling = SamplingParams(1.0, 1.0, -1, 64, tuple(fmt.stop_ids), 0)
-    rollouts = asyncio.run(
+    return asyncio.run(
         collect(
             engine,
             fmt,
             lambda: pivotgym.make("terminal", tasks=[task]),
             [task],
-            2,
+            group,
             sampling,
-            max_turns=3,
-            max_tokens=100_000,
+            max_turns=max_turns,
+            max_tokens=max_tokens,
             seed=1,
         )
     )
+
+
+def test_episode_ids_are_the_rendered_conversation_with_actions_trained(tmp_path: Path) -> None:
+    task = pivotgym.load_task(make_task(tmp_path))
+    fmt = ChatFormat(tiny_tokenizer())
+    action = bash_call("wc -l < data.txt > count.txt")
+    engine = ScriptedEngine(fmt.action_ids(action))
+    rollouts = play(engine, fmt, task, 2, max_turns=3, max_tokens=100_000)
     assert len(rollouts) == 2
     for rollout in rollouts:
         assert rollout.turns == 3 and rollout.reward == 1.0  # the test passes on the end state
@@ -93,19 +98,6 @@ def test_token_budget_ends_an_episode_and_still_scores_it(tmp_path: Path) -> Non
     action = bash_call("echo hi")
     engine = ScriptedEngine(fmt.action_ids(action))
     first = len(fmt.prompt_ids([{"role": "user", "content": task.instruction}]))
-    sampling = SamplingParams(1.0, 1.0, -1, 64, tuple(fmt.stop_ids), 0)
-    (rollout,) = asyncio.run(
-        collect(
-            engine,
-            fmt,
-            lambda: pivotgym.make("terminal", tasks=[task]),
-            [task],
-            1,
-            sampling,
-            max_turns=50,
-            max_tokens=first + 400,
-            seed=1,
-        )
-    )
+    (rollout,) = play(engine, fmt, task, 1, max_turns=50, max_tokens=first + 400)
     assert rollout.turns < 50 and rollout.reward == 0.0
     assert rollout.length <= first + 400 + 200
