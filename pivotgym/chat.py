@@ -110,6 +110,11 @@ class ChatFormat:
             raise ValueError(f"the tokenizer lacks the special tokens {missing}")
         self.stop_ids: tuple[int, ...] = tuple(vocab[t] for t in STOP_TOKENS)
         """The ids that end an assistant turn: ``<|im_end|>``, then ``<|endoftext|>``."""
+        # Tokenizers that do not know their model's context report a huge sentinel.
+        limit = tokenizer.model_max_length
+        self.context_length: int | None = limit if limit and limit < 10**9 else None
+        """Positions the model was trained on (the tokenizer's ``model_max_length``), or
+        None when the tokenizer does not say."""
 
     def render(
         self,

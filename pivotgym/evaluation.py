@@ -1,16 +1,16 @@
 """Evaluation: full multi-turn episodes scored by each task's test, and the OOD skill.
 
-Episodes run in lockstep: at every turn, the prompts of all unfinished episodes go to
-the engine as one batch, then every episode steps its environment concurrently. Each
-episode samples with its own seed stream (derived from the seed, the task and the
-attempt), so results do not depend on which other episodes share a batch.
+Episodes are played by :func:`pivotgym.rollouts.collect`, the loop E2E RL samples with:
+at every turn the prompts of all unfinished episodes go to the engine as one batch, then
+every episode steps its environment concurrently; no episode runs past the model's
+context. Each episode samples with its own seed stream (derived from the seed, the task
+and the attempt), so results do not depend on which other episodes share a batch.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import mean
 from typing import Any
 
@@ -18,31 +18,18 @@ from pivotgym.chat import ChatFormat
 from pivotgym.engines.base import Engine, SamplingParams
 from pivotgym.env import AsyncEnv
 from pivotgym.models import ood
-from pivotgym.seeds import derive_seed
+from pivotgym.rollouts import Rollout, collect
 from pivotgym.tasks import Task
-
-
-@dataclass
-class Episode:
-    """One attempt at one task: its reward, length and what went wrong on the way."""
-
-    task: str
-    family: str | None
-    attempt: int
-    reward: float = 0.0
-    turns: int = 0
-    malformed_turns: int = 0
-    generated_tokens: int = 0
-    infra_error: str | None = None
-    messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class EpisodeReport:
-    episodes: list[Episode]
+    """Episodes of an evaluation (``index`` is the attempt) and their statistics."""
+
+    episodes: list[Rollout]
 
     @property
-    def valid(self) -> list[Episode]:
+    def valid(self) -> list[Rollout]:
         return [e for e in self.episodes if e.infra_error is None]
 
     @property
@@ -81,54 +68,11 @@ async def run_episodes(
     *,
     attempts: int = 1,
     seed: int = 0,
-    keep_messages: bool = False,
 ) -> EpisodeReport:
     """Play every task ``attempts`` times with the engine as the policy."""
-    episodes = [Episode(t.name, t.config.family, a) for t in tasks for a in range(attempts)]
-    task_of = [t for t in tasks for _ in range(attempts)]
-    envs = [make_env() for _ in episodes]
-    try:
-        resets = await asyncio.gather(
-            *(env.areset(options={"task": t}) for env, t in zip(envs, task_of, strict=True))
-        )
-        conversations = [obs for obs, _ in resets]
-        active = list(range(len(episodes)))
-        while active:
-            prompts = chat.batch_prompt_ids(
-                [conversations[i] for i in active], envs[active[0]].tools
-            )
-            seeds = [
-                derive_seed(seed, episodes[i].task, episodes[i].attempt, episodes[i].turns)
-                for i in active
-            ]
-            groups = await engine.generate_batch(prompts, 1, sampling, seeds=seeds)
-            actions = []
-            for i, group in zip(active, groups, strict=True):
-                episode = episodes[i]
-                action = chat.parse(group[0], first_call=episode.turns)
-                episode.generated_tokens += len(group[0].token_ids)
-                episode.malformed_turns += bool(action.get("parse_error"))
-                actions.append(action)
-            results = await asyncio.gather(
-                *(envs[i].astep(a) for i, a in zip(active, actions, strict=True))
-            )
-            still = []
-            for i, (obs, reward, terminated, truncated, info) in zip(active, results, strict=True):
-                episode = episodes[i]
-                conversations[i] = obs
-                episode.turns += 1
-                if info.get("infra_error"):
-                    episode.infra_error = info["infra_error"]
-                if terminated or truncated or episode.infra_error:
-                    episode.reward = reward
-                    if keep_messages:
-                        episode.messages = obs
-                else:
-                    still.append(i)
-            active = still
-    finally:
-        await asyncio.gather(*(env.aclose() for env in envs))
-    return EpisodeReport(episodes)
+    return EpisodeReport(
+        await collect(engine, chat, make_env, tasks, attempts, sampling, seed=seed)
+    )
 
 
 async def ood_accuracy(

@@ -1,4 +1,5 @@
-"""Multi-turn on-policy episodes kept as token ids, for end-to-end RL.
+"""Multi-turn on-policy episodes kept as token ids: E2E RL's samples and evaluation's
+episodes.
 
 Token in, token out across turns: an episode's sequence is the first prompt's ids, then
 for every turn the ids the policy sampled (trained, with their logprobs) followed by
@@ -8,6 +9,9 @@ re-rendering of its own text, so the learner scores exactly the ids that were sa
 The environment's ids come from the chat layer's prefix-preserving rendering: the
 conversation after a step renders to the previous prompt, the canonical ids of the
 action, then the new ids.
+
+No episode runs past the model's context (:attr:`ChatFormat.context_length`): one whose
+next prompt would leave less room than ``max_new_tokens`` ends there and its test scores it.
 """
 
 from __future__ import annotations
@@ -29,16 +33,24 @@ Segment = tuple[list[int], list[float] | None]
 
 @dataclass
 class Rollout:
-    """One episode: its segments (sampled ones carry logprobs), reward and budget use."""
+    """One episode: its segments (sampled ones carry logprobs), reward and budget use.
+
+    ``index`` numbers the episodes of one task (a group member, or an evaluation attempt);
+    ``messages`` is the conversation as it ended.
+    """
 
     task: str
     index: int
+    family: str | None = None
     segments: list[Segment] = field(default_factory=list)
     reward: float = 0.0
     turns: int = 0
+    malformed_turns: int = 0
+    generated_tokens: int = 0
     infra_error: str | None = None
     weight_version: str = "0"
     done: bool = False
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -67,16 +79,20 @@ async def collect(
     group_size: int,
     sampling: SamplingParams,
     *,
-    max_turns: int,
-    max_tokens: int,
     seed: int,
+    max_turns: int | None = None,
+    max_tokens: int | None = None,
 ) -> list[Rollout]:
     """``group_size`` episodes of each task from its start, all turns batched together.
 
-    An episode ends at its natural end, at ``max_turns`` assistant turns, or when its
-    sequence would pass ``max_tokens``; the task's test scores it in every case.
+    An episode ends at its natural end, at ``max_turns`` assistant turns (default: the
+    environment's), or when its next prompt would leave less than
+    ``sampling.max_new_tokens`` of ``max_tokens`` or of the model's context; the task's
+    test scores it in every case.
     """
-    rollouts = [Rollout(t.name, g) for t in tasks for g in range(group_size)]
+    budgets = [b for b in (max_tokens, chat.context_length) if b]
+    room = min(budgets) - sampling.max_new_tokens if budgets else None
+    rollouts = [Rollout(t.name, g, t.config.family) for t in tasks for g in range(group_size)]
     task_of = [t for t in tasks for _ in range(group_size)]
     envs = [make_env() for _ in rollouts]
     try:
@@ -97,10 +113,13 @@ async def collect(
             groups = await engine.generate_batch(prompts, 1, sampling, seeds=seeds)
             actions = []
             for i, group in zip(active, groups, strict=True):
-                sample = group[0]
-                rollouts[i].segments.append((list(sample.token_ids), list(sample.logprobs)))
-                rollouts[i].weight_version = sample.weight_version
-                actions.append(chat.parse(sample, first_call=rollouts[i].turns))
+                sample, rollout = group[0], rollouts[i]
+                rollout.segments.append((list(sample.token_ids), list(sample.logprobs)))
+                rollout.weight_version = sample.weight_version
+                rollout.generated_tokens += len(sample.token_ids)
+                action = chat.parse(sample, first_call=rollout.turns)
+                rollout.malformed_turns += bool(action.get("parse_error"))
+                actions.append(action)
             results = await asyncio.gather(
                 *(envs[i].astep(a) for i, a in zip(active, actions, strict=True))
             )
@@ -110,6 +129,7 @@ async def collect(
             ):
                 rollout = rollouts[i]
                 rollout.turns += 1
+                rollout.messages = obs
                 if info.get("infra_error"):
                     rollout.infra_error = info["infra_error"]
                 if terminated or truncated or rollout.infra_error:
@@ -124,8 +144,8 @@ async def collect(
                 misaligned = after[: len(before)] != before
                 if (
                     misaligned
-                    or rollout.turns >= max_turns
-                    or rollout.length + len(added) >= max_tokens
+                    or (max_turns is not None and rollout.turns >= max_turns)
+                    or (room is not None and rollout.length + len(added) > room)
                 ):
                     rollout.reward, _ = await envs[i].evaluate()  # type: ignore[attr-defined]
                     rollout.done = True

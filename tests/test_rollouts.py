@@ -44,7 +44,7 @@ class ScriptedEngine(Engine):
         raise NotImplementedError
 
 
-def play(engine: Engine, fmt: ChatFormat, task, group: int, *, max_turns: int, max_tokens: int):
+def play(engine: Engine, fmt: ChatFormat, task, group: int, *, max_turns=None, max_tokens=None):
     """``group`` episodes of ``task`` in the terminal environment, sampled at temperature 1."""
     sampling = SamplingParams(1.0, 1.0, -1, 64, tuple(fmt.stop_ids), 0)
     return asyncio.run(
@@ -100,4 +100,22 @@ def test_token_budget_ends_an_episode_and_still_scores_it(tmp_path: Path) -> Non
     first = len(fmt.prompt_ids([{"role": "user", "content": task.instruction}]))
     (rollout,) = play(engine, fmt, task, 1, max_turns=50, max_tokens=first + 400)
     assert rollout.turns < 50 and rollout.reward == 0.0
-    assert rollout.length <= first + 400 + 200
+    # Every prompt left room for a whole reply (64 new tokens) within the budget.
+    assert max(len(p) for p in engine.prompts) + 64 <= first + 400 < len(engine.prompts[-1]) + 200
+
+
+def test_no_episode_runs_past_the_model_context(tmp_path: Path) -> None:
+    task = pivotgym.load_task(make_task(tmp_path))
+    tokenizer = tiny_tokenizer()
+    tokenizer.model_max_length = 700
+    fmt = ChatFormat(tokenizer)
+    assert fmt.context_length == 700
+    action = bash_call("cat data.txt data.txt")
+    engine = ScriptedEngine(fmt.action_ids(action))
+    (rollout,) = play(engine, fmt, task, 1)
+    assert rollout.done and rollout.turns < task.config.max_turns
+    assert max(len(p) for p in engine.prompts) + 64 <= 700
+    # The episode's own record: its final conversation and what the policy generated.
+    assert rollout.generated_tokens == rollout.turns * len(engine.ids)
+    assert rollout.malformed_turns == 0
+    assert [m["role"] for m in rollout.messages].count("assistant") == rollout.turns
