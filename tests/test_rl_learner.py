@@ -98,6 +98,18 @@ def test_step_pushes_weights_and_versions_to_the_engine(batch):
     assert metrics["clip_frac"] > 0  # the second step's samples are off-policy
 
 
+def test_a_bfloat16_checkpoint_trains_in_float32_so_small_steps_are_kept(batch):
+    # One AdamW step of 1e-5 moves every weight that has a gradient by about 1e-5: far
+    # below bfloat16's spacing near 0.05 (2.4e-4), so bfloat16 weights would not move.
+    learner = Learner(tiny_model(torch.bfloat16), optim=OptimConfig(lr=1e-5, warmup_steps=0))
+    assert all(p.dtype == torch.float32 for p in learner.model.parameters())
+    layers = {n: p.detach().clone() for n, p in learner.model.named_parameters() if ".layers." in n}
+    learner.step(batch)
+    after = dict(learner.model.named_parameters())
+    changed = sum(int((after[n] != p).sum()) for n, p in layers.items())
+    assert changed > 0.9 * sum(p.numel() for p in layers.values())
+
+
 def test_zero_variance_groups_and_infra_failures_get_no_loss(batch):
     learner = Learner(tiny_model())
     flat = [dataclasses.replace(s, reward=0.0) if s.group == 0 else s for s in batch]

@@ -129,6 +129,8 @@ class TrainState:
 
     The model is kept in eval mode: dropout would make the learner's logprobs differ
     from the sampler's, and nothing here needs train-mode behaviour to get gradients.
+    Its weights are held in float32 (a bfloat16 checkpoint is upcast; ``bf16`` only
+    autocasts the compute on CUDA).
     ``version`` is the weight version: it goes up by one with every optimiser step.
     ``history`` holds the metrics of every step so far; ``cursor`` the data position.
     """
@@ -142,7 +144,9 @@ class TrainState:
         cursor: BatchCursor | None = None,
     ) -> None:
         device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(device).eval()
+        # Master weights in float32 whatever the checkpoint stores: at RL learning rates
+        # most AdamW steps are smaller than bfloat16's spacing and would round away.
+        self.model = model.to(device=device, dtype=torch.float32).eval()
         self.device = device
         self.config = config
         self.cursor = cursor
