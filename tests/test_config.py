@@ -13,7 +13,7 @@ from pivotgym.errors import DataError
 
 def test_defaults_file_and_overrides_compose(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
-    path.write_text('seed = 3\n[train]\nsteps = 5\nlr = 1\n[profile]\nk = 4\n')
+    path.write_text("seed = 3\n[train]\nsteps = 5\nlr = 1\n[profile]\nk = 4\n")
     config = load_config(path, ["train.steps=7", "out=somewhere", "profile.verifier=exact"])
     assert (config.seed, config.train.steps, config.profile.k) == (3, 7, 4)
     assert config.train.lr == 1.0 and isinstance(config.train.lr, float)

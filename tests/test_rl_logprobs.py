@@ -9,7 +9,7 @@ import torch
 
 from pivotgym.chat import ChatFormat
 from pivotgym.engines.torch import TorchEngine
-from pivotgym.rl.batch import TrainSample, collate
+from pivotgym.rl.batch import TrainSample, collate, shared_context
 from pivotgym.rl.logprobs import token_logprobs
 from tests.rl_data import CONVERSATION, PROMPTS, sampling
 from tests.tiny_models import tiny_model, tiny_tokenizer
@@ -68,3 +68,34 @@ def test_gradient_flows_only_through_trained_positions(fmt):
     logprobs.sum().backward()
     emb = model.get_input_embeddings().weight.grad
     assert emb is not None and emb.abs().sum() > 0
+
+
+def test_a_group_runs_its_shared_state_once_with_the_full_sequences_results(fmt):
+    engine = TorchEngine(tiny_model(), tiny_tokenizer())
+    prompt = fmt.prompt_ids(CONVERSATION[:4])
+    (group,) = asyncio.run(engine.generate_batch([prompt], 4, sampling(fmt, 9, max_new=16)))
+    samples = [TrainSample.turn(prompt, s) for s in group]
+    shared, full = collate(samples), collate(samples, share=False)
+    # Everything but the prompt's last token, whose hidden state predicts the action.
+    assert len(shared.prefix_ids) == len(prompt) - 1 and len(full.prefix_ids) == 0
+    assert shared.input_ids.shape[1] == full.input_ids.shape[1] - len(prompt) + 1
+    results = []
+    for batch in (shared, full):
+        model = tiny_model()
+        logprobs, _ = token_logprobs(model, batch, 0.9)
+        (logprobs * torch.arange(1.0, 1 + logprobs.shape[1])).sum().backward()
+        results.append((logprobs.detach(), [p.grad for p in model.parameters()]))
+    (ours, our_grads), (theirs, their_grads) = results
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    for a, b in zip(our_grads, their_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_shared_context_stops_at_the_first_difference_and_before_any_prediction():
+    a = TrainSample((1, 2, 3, 4, 5, 6), (False, False, False, False, True, True))
+    b = TrainSample((1, 2, 9, 4, 5, 6), (False, False, False, False, True, True))
+    c = TrainSample((1, 2, 3, 4, 5, 7), (False, False, True, True, True, True))
+    assert shared_context([a, a]) == 3  # token 4 predicts the first trained token
+    assert shared_context([a, b]) == 2
+    assert shared_context([a, c]) == 1
+    assert shared_context([a]) == 0

@@ -10,6 +10,14 @@ A :class:`TrainSample` fits every pipeline that shares the chat template:
 
 :func:`collate` pads a list of them into the ``[N, L]`` inputs of a forward pass and
 the ``[N, A]`` layout of their trained tokens that the losses take.
+
+**Shared context.** The samples of one PivotRL group are the same state followed by G
+different actions, and E2E episodes of one task start with the same prompt. When the
+samples of a batch begin with the same ids, and no trained token is predicted from
+inside that stretch, :func:`collate` keeps it once (``prefix_ids``) and pads only what
+follows; :func:`~pivotgym.rl.logprobs.token_logprobs` then runs the model over the
+shared ids once and lets every row attend to them. Gradients are those of the full
+sequences: the shared stretch receives the sum of every row's gradient.
 """
 
 from __future__ import annotations
@@ -58,6 +66,11 @@ class TrainSample:
     def num_trained(self) -> int:
         return sum(self.loss_mask)
 
+    @property
+    def context(self) -> tuple[int, ...]:
+        """The ids before the first trained token (all of them when none is trained)."""
+        return self.input_ids[: self.loss_mask.index(True) if self.num_trained else None]
+
     @classmethod
     def turn(
         cls,
@@ -105,11 +118,13 @@ class TrainSample:
 class Collated:
     """Padded tensors of ``N`` samples.
 
-    ``input_ids``/``attention_mask`` are ``[N, L]``, right-padded. The trained tokens
-    are laid out ``[N, A]`` (slot ``j`` = the ``j``-th trained token of a row):
-    ``targets`` their ids, ``mask`` 1 on real slots, ``old_logprobs`` the sampler's.
-    ``rows``/``cols`` list, for each real slot in row-major order, the row and the
-    position of the hidden state that predicts it (the token's position minus one).
+    ``prefix_ids`` (``[P]``, possibly empty) are the ids every sample starts with, kept
+    once; ``input_ids``/``attention_mask`` are ``[N, L]``, what follows them in each
+    sample, right-padded. The trained tokens are laid out ``[N, A]`` (slot ``j`` = the
+    ``j``-th trained token of a row): ``targets`` their ids, ``mask`` 1 on real slots,
+    ``old_logprobs`` the sampler's. ``rows``/``cols`` list, for each real slot in
+    row-major order, the row and the position in ``input_ids`` of the hidden state that
+    predicts it (the token's position minus one, minus ``P``).
     """
 
     input_ids: torch.Tensor
@@ -119,16 +134,32 @@ class Collated:
     old_logprobs: torch.Tensor
     rows: torch.Tensor
     cols: torch.Tensor
+    prefix_ids: torch.Tensor
 
     @property
     def num_tokens(self) -> int:
         return len(self.rows)
 
 
-def collate(samples: Sequence[TrainSample], pad_id: int = 0) -> Collated:
-    """Pad ``samples`` (see :class:`Collated`)."""
+def shared_context(samples: Sequence[TrainSample]) -> int:
+    """How many leading ids all ``samples`` share whose hidden states predict no trained
+    token (0 for a single sample: nothing to share)."""
+    if len(samples) < 2:
+        return 0
+    # The first trained token at position f is predicted from position f - 1.
+    first = samples[0].input_ids
+    shared = max(min(len(s.context) for s in samples) - 1, 0)
+    for s in samples[1:]:
+        ids = s.input_ids
+        shared = next((i for i in range(shared) if ids[i] != first[i]), shared)
+    return shared
+
+
+def collate(samples: Sequence[TrainSample], pad_id: int = 0, share: bool = True) -> Collated:
+    """Pad ``samples`` (see :class:`Collated`); ``share`` keeps their shared context once."""
     n = len(samples)
-    length = max(len(s.input_ids) for s in samples)
+    shared = shared_context(samples) if share else 0
+    length = max(len(s.input_ids) for s in samples) - shared
     slots = max(max(s.num_trained for s in samples), 1)
     input_ids = torch.full((n, length), pad_id, dtype=torch.long)
     attention = torch.zeros(n, length, dtype=torch.long)
@@ -138,10 +169,10 @@ def collate(samples: Sequence[TrainSample], pad_id: int = 0) -> Collated:
     rows: list[int] = []
     cols: list[int] = []
     for i, s in enumerate(samples):
-        ids = torch.tensor(s.input_ids, dtype=torch.long)
+        ids = torch.tensor(s.input_ids[shared:], dtype=torch.long)
         input_ids[i, : len(ids)] = ids
         attention[i, : len(ids)] = 1
-        positions = torch.tensor(s.loss_mask).nonzero().squeeze(1)
+        positions = torch.tensor(s.loss_mask[shared:]).nonzero().squeeze(1)
         k = len(positions)
         targets[i, :k] = ids[positions]
         mask[i, :k] = 1
@@ -157,4 +188,5 @@ def collate(samples: Sequence[TrainSample], pad_id: int = 0) -> Collated:
         old,
         torch.tensor(rows, dtype=torch.long),
         torch.tensor(cols, dtype=torch.long),
+        torch.tensor(samples[0].input_ids[:shared], dtype=torch.long),
     )

@@ -12,13 +12,19 @@ are gathered, and only those go through the LM head::
 which is exactly what the engine reports for a sampled token (logits divided by the
 temperature, full distribution, no top-k/top-p), so the ratio of the two is 1 at
 identical weights.
+
+A batch with shared context (``prefix_ids``, see :mod:`pivotgym.rl.batch`) runs the
+body over it once, keeping its keys and values, and every row continues from them: a
+PivotRL group of G actions costs one pass over the state instead of G.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from pivotgym.rl.batch import Collated
 
@@ -46,14 +52,7 @@ def token_logprobs(
         if getattr(config, name, None) not in (None, 1.0):
             raise NotImplementedError(f"models with {name} are not supported")
     device = next(model.parameters()).device
-    ids = batch.input_ids.to(device)
-    positions = torch.arange(ids.shape[1], device=device).expand_as(ids)
-    hidden = model.base_model(
-        input_ids=ids,
-        attention_mask=batch.attention_mask.to(device),
-        position_ids=positions,
-        use_cache=False,
-    ).last_hidden_state
+    hidden = _hidden_states(model.base_model, batch, device)
     picked = hidden[batch.rows.to(device), batch.cols.to(device)]
     logits = model.get_output_embeddings()(picked).float() / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
@@ -67,3 +66,53 @@ def token_logprobs(
             flat_entropy = -(logp_all.exp() * logp_all).sum(-1)
             entropy = torch.zeros_like(logprobs).masked_scatter(mask, flat_entropy)
     return logprobs, entropy
+
+
+def _hidden_states(body: Any, batch: Collated, device: torch.device) -> torch.Tensor:
+    """``[N, L]`` last hidden states of ``batch.input_ids``, each row continuing
+    ``batch.prefix_ids``."""
+    ids = batch.input_ids.to(device)
+    attention = batch.attention_mask.to(device)
+    shared = len(batch.prefix_ids)
+    cache = None
+    if shared:
+        cache = _shared_cache(body, batch.prefix_ids.to(device), len(ids))
+        if cache is None:  # layers that cannot be shared: run the full sequences
+            ids = torch.cat([batch.prefix_ids.to(device).expand(len(ids), -1), ids], 1)
+            attention = torch.cat([torch.ones_like(ids[:, :shared]), attention], 1)
+            return _body(body, ids, attention, 0)[:, shared:]
+        attention = torch.cat([attention.new_ones(len(ids), shared), attention], 1)
+    return _body(body, ids, attention, shared, cache)
+
+
+def _body(
+    body: Any, ids: torch.Tensor, attention: torch.Tensor, start: int, cache: Any = None
+) -> torch.Tensor:
+    positions = torch.arange(start, start + ids.shape[1], device=ids.device).expand_as(ids)
+    kwargs = {_cache_kwarg(body): cache} if cache is not None else {}
+    return body(
+        input_ids=ids,
+        attention_mask=attention,
+        position_ids=positions,
+        use_cache=cache is not None,
+        **kwargs,
+    ).last_hidden_state
+
+
+def _shared_cache(body: Any, prefix: torch.Tensor, rows: int) -> DynamicCache | None:
+    """Keys and values of ``prefix`` (with their graph, so gradients reach it), seen by
+    ``rows`` rows; None when the model's cache layers are not plain full-attention ones
+    (sliding windows would drop the shared keys)."""
+    cache = DynamicCache(config=body.config)
+    _body(body, prefix[None], torch.ones_like(prefix[None]), 0, cache)
+    if not all(type(layer) is DynamicLayer for layer in cache.layers):
+        return None
+    for layer in cache.layers:
+        layer.keys = layer.keys.expand(rows, -1, -1, -1)
+        layer.values = layer.values.expand(rows, -1, -1, -1)
+    return cache
+
+
+def _cache_kwarg(body: Any) -> str:
+    # transformers 5 renamed ``past_key_values`` to ``cache``; accept either.
+    return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"

@@ -169,8 +169,10 @@ class TrainState:
         return contextlib.nullcontext()
 
     def micro_batches(self, samples: Sequence[TrainSample]) -> Iterator[list[TrainSample]]:
-        """``samples`` longest first, cut into micro-batches (similar lengths pad less)."""
-        ordered = sorted(samples, key=lambda s: -len(s.input_ids))
+        """``samples`` cut into micro-batches, those with the same context (the ids before
+        their first trained token) together so that it runs once (see :func:`collate`),
+        longest first within a context (similar lengths pad less)."""
+        ordered = sorted(samples, key=lambda s: (s.context, -len(s.input_ids)))
         size = self.config.micro_batch_size
         for start in range(0, len(ordered), size):
             yield ordered[start : start + size]
