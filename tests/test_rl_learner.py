@@ -68,6 +68,19 @@ def test_accumulated_micro_batches_give_the_big_batch_gradient(batch, fmt, aggre
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_each_group_is_a_micro_batch_of_its_own_so_its_state_runs_once(batch, fmt):
+    learner = Learner(tiny_model(), optim=OptimConfig(micro_batch_size=16))
+    # The episode starts from the first pivot's state, so it joins that group.
+    episode = multi_turn(fmt, 1.0)
+    single = TrainSample(tuple(range(5, 25)), (False,) * 15 + (True,) * 5, advantage=1.0)
+    micros = list(learner.state.micro_batches([*batch, episode, single]))
+    assert sorted(len(m) for m in micros) == [1, 4, 4, 5]
+    for micro in micros:
+        assert len({s.context for s in micro}) == 1
+        if len(micro) > 1:
+            assert len(collate(micro).prefix_ids) == len(micro[0].context) - 1
+
+
 def test_multi_turn_sample_trains_both_assistant_segments_only(fmt):
     sample = multi_turn(fmt, 1.0)
     a1, a2 = (fmt.action_ids(CONVERSATION[i]) for i in (2, 4))

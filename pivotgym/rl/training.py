@@ -169,13 +169,25 @@ class TrainState:
         return contextlib.nullcontext()
 
     def micro_batches(self, samples: Sequence[TrainSample]) -> Iterator[list[TrainSample]]:
-        """``samples`` cut into micro-batches, those with the same context (the ids before
-        their first trained token) together so that it runs once (see :func:`collate`),
-        longest first within a context (similar lengths pad less)."""
-        ordered = sorted(samples, key=lambda s: (s.context, -len(s.input_ids)))
+        """Micro-batches of at most ``micro_batch_size`` samples. Samples with the same
+        context (the ids before their first trained token: a PivotRL group, the episodes
+        of one task) go together and alone, so that context runs once (see
+        :func:`collate`); the others are packed longest first (similar lengths pad less)."""
         size = self.config.micro_batch_size
-        for start in range(0, len(ordered), size):
-            yield ordered[start : start + size]
+        by_context: dict[tuple[int, ...], list[TrainSample]] = {}
+        for sample in samples:
+            by_context.setdefault(sample.context, []).append(sample)
+        singles = []
+        for _, group in sorted(by_context.items()):
+            if len(group) == 1:
+                singles.extend(group)
+                continue
+            group.sort(key=lambda s: -len(s.input_ids))
+            for start in range(0, len(group), size):
+                yield group[start : start + size]
+        singles.sort(key=lambda s: -len(s.input_ids))
+        for start in range(0, len(singles), size):
+            yield singles[start : start + size]
 
     def accumulate(
         self, samples: Sequence[TrainSample], micro_loss: MicroLoss, pad_id: int = 0
