@@ -1,15 +1,16 @@
 """One GRPO optimisation step: pivotgym's learner against TRL's GRPO trainer.
 
 Both sides train the same random Qwen2 model (the pivotgym-tiny size class) on the same
-batch: ``prompts x group`` sequences, each a prompt of ``P/2..P`` tokens followed by a
-completion of ``A/4..A`` tokens (random ids, fixed seed), advantages given, on-policy,
+batch: ``group`` completions of ``A/4..A`` tokens for each of ``prompts`` prompts of
+``P/2..P`` tokens (random ids, fixed seed), advantages given, on-policy,
 one micro-batch, AdamW and gradient clipping at 1.0, float32 on CPU. Generation is
 excluded: a step is forward, backward, clip and optimiser step.
 
 - ``trl``: ``GRPOTrainer.compute_loss`` (``loss_type="dapo"``: token-mean over the
   batch, like ours), ``accelerator.backward``, clip, the trainer's own optimiser step
   (TRL left-pads prompts and right-pads completions, as its generation does);
-- ``pivotgym``: ``Learner.step`` on ``TrainSample.turn`` samples (token-mean).
+- ``pivotgym``: ``Learner.step`` on ``TrainSample.turn`` samples (token-mean), which
+  runs each prompt once for its whole group (see :mod:`pivotgym.rl.batch`).
 
 Speed is completion (trained) tokens per second, median over ``--repeats`` steps,
 sides alternating so that a shared, busy CPU slows both alike. Target: pivotgym >= 1x TRL.
@@ -58,15 +59,19 @@ def make_model(vocab: int) -> Any:
     return Qwen2ForCausalLM(Qwen2Config(**{**MODEL, "vocab_size": vocab}, pad_token_id=PAD))
 
 
-def make_batch(n: int, prompt_len: int, action_len: int, vocab: int, seed: int = 0):
+def make_batch(
+    prompts: int, group: int, prompt_len: int, action_len: int, vocab: int, seed: int = 0
+):
+    """``group`` completions of each prompt, as GRPO samples them."""
     g = torch.Generator().manual_seed(seed)
     rows = []
-    for i in range(n):
+    for _ in range(prompts):
         p = int(torch.randint(prompt_len // 2, prompt_len + 1, (1,), generator=g))
-        a = int(torch.randint(max(action_len // 4, 1), action_len + 1, (1,), generator=g))
         prompt = torch.randint(1, vocab, (p,), generator=g).tolist()
-        action = torch.randint(1, vocab, (a,), generator=g).tolist()
-        rows.append((prompt, action, 1.0 - 2 * (i % 2)))
+        for i in range(group):
+            a = int(torch.randint(max(action_len // 4, 1), action_len + 1, (1,), generator=g))
+            action = torch.randint(1, vocab, (a,), generator=g).tolist()
+            rows.append((prompt, action, 1.0 - 2 * (i % 2)))
     return rows
 
 
@@ -158,7 +163,7 @@ def main() -> None:
         torch.set_num_threads(opts.threads)
     warnings.filterwarnings("ignore")
 
-    rows = make_batch(opts.prompts * opts.group, opts.prompt_len, opts.action_len, opts.vocab)
+    rows = make_batch(opts.prompts, opts.group, opts.prompt_len, opts.action_len, opts.vocab)
     trained = sum(len(a) for _, a, _ in rows)
     total = sum(len(p) + len(a) for p, a, _ in rows)
     learner, samples = ours_side(rows, opts.vocab)
