@@ -486,3 +486,26 @@ def test_a_git_index_counts_by_what_it_stages(tmp_path: Path, terminal_env) -> N
     same, later, more = run(go())
     assert same.reward == 1.0 and later.reward == 1.0, (same, later)
     assert more.reward == 0.0 and "differs: .git/index" in more.reason
+
+
+def test_a_zip_archive_counts_by_its_members(tmp_path: Path, terminal_env) -> None:
+    task = make_task(tmp_path, "zip", files={"a.csv": "1,2\n" * 50, "b.csv": "3\n", "c.txt": "x\n"})
+    t = Trajectory("z", "terminal", str(task), [
+        {"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+        bash("zip -q out.zip a.csv b.csv"),
+        {"role": "tool", "tool_call_id": "s0", "content": ""}])  # fmt: skip
+    (c,) = candidates([t])
+    # Stored instead of deflated, after the members' access times moved: other bytes,
+    # same members. Then a different set of members.
+    actions = [
+        bash("touch -a -d '2001-01-01' a.csv b.csv; sleep 1.1; zip -q -0 out.zip b.csv a.csv"),
+        bash("zip -q out.zip a.csv b.csv c.txt"),
+    ]
+
+    async def go():
+        state = await restore(terminal_env, c)
+        return await Execution().verify_many(state, actions, c.reference)
+
+    same, more = run(go())
+    assert same.reward == 1.0, same
+    assert more.reward == 0.0 and "differs: out.zip" in more.reason

@@ -8,8 +8,10 @@ branch measures the effect:
 
 - ``files``: the working directory's tree: every path with its type and permission
   bits, the sha256 of each regular file, the target of each symlink. Times, sizes of
-  directories and owners are left out (they differ between identical runs), and a git
-  index counts by what it stages (``git ls-files --stage``), not by its stat cache.
+  directories and owners are left out (they differ between identical runs), a git
+  index counts by what it stages (``git ls-files --stage``), not by its stat cache, and
+  a zip archive by its members (size, CRC and name of each, in any order), not by its
+  bytes, which hold access times that reading the members moves.
   ``/run/pivotgym`` (the shell-state folder) is never part of it.
 - ``shell``: the working directory and the exported variables the terminal carries to
   the next command (``/run/pivotgym``), less ``OLDPWD``, ``PWD``, ``SHLVL`` and ``_``,
@@ -71,7 +73,8 @@ COMPONENTS = ("files", "shell", "exit", "output")
 
 # $1 is the workdir. Sections are NUL-separated: cwd, env, the tree as pairs
 # (type, mode, path; link target), "sha256  path" of each regular file, then pairs
-# (path of a git index; hash of what it stages).
+# (path of a git index; hash of what it stages), then pairs (path of a zip archive; hash
+# of its members' sizes, CRCs and names).
 MEASURE = f"""
 cd -- "$1" 2>/dev/null || {{ printf 'no workdir'; exit 97; }}
 printf 'cwd\\0'; cat {STATE_DIR}/cwd 2>/dev/null; printf '\\0'
@@ -82,6 +85,14 @@ printf 'gitindex\\0'; find . -path '*/.git/index' -type f -print0 2>/dev/null |
 while IFS= read -r -d '' f; do
     printf '%s\\0' "${{f#./}}"
     git --git-dir="${{f%/index}}" ls-files --stage 2>/dev/null | sha256sum; printf '\\0'
+done
+printf 'zip\\0'; command -v unzip >/dev/null &&
+find . -type f -exec grep -lZ --binary-files=binary -m1 '^PK' {{}} + 2>/dev/null |
+while IFS= read -r -d '' f; do
+    members=$(unzip -lv -- "$f" 2>/dev/null |
+        awk 'length($7) == 8 && $7 ~ /^[0-9a-f]+$/ {{ $2=$3=$4=$5=$6=""; print }}' | sort)
+    [ -n "$members" ] || continue
+    printf '%s\\0' "${{f#./}}"; printf '%s' "$members" | sha256sum; printf '\\0'
 done
 printf 'end\\0'
 """
@@ -446,13 +457,16 @@ def parse_measure(text: str, workdir: str, baseline: Mapping[str, str] | None = 
             files[path] += " " + digest
         i += 1
     # A git index caches stat data (times, inodes) that differ between identical runs:
-    # what it stages is compared instead.
+    # what it stages is compared instead. A zip archive records its members' access
+    # times, which reading them moves: its members (names, sizes, CRCs) are compared.
     i += 1
-    while i + 1 < len(tokens) and tokens[i] != "end":
-        path, staged = tokens[i], tokens[i + 1].split(" ", 1)[0]
-        if path in files:
-            files[path] = files[path].rsplit(" ", 1)[0] + " staged:" + staged
-        i += 2
+    for section, tag in (("zip", "staged:"), ("end", "members:")):
+        while i + 1 < len(tokens) and tokens[i] != section:
+            path, digest = tokens[i], tokens[i + 1].split(" ", 1)[0]
+            if path in files:
+                files[path] = files[path].rsplit(" ", 1)[0] + " " + tag + digest
+            i += 2
+        i += 1
     excluded = [_relative(p, workdir) for p in (STATE_DIR, EFFECT_FILE)]
     for prefix in filter(None, excluded):
         for path in [p for p in files if p == prefix or p.startswith(prefix + "/")]:
