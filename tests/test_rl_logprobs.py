@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pivotgym.chat import ChatFormat
+from pivotgym.engines.base import Sample
 from pivotgym.engines.torch import TorchEngine
 from pivotgym.rl.batch import TrainSample, collate, shared_context
 from pivotgym.rl.logprobs import token_logprobs
@@ -99,3 +100,25 @@ def test_shared_context_stops_at_the_first_difference_and_before_any_prediction(
     assert shared_context([a, b]) == 2
     assert shared_context([a, c]) == 1
     assert shared_context([a]) == 0
+
+
+def test_sliding_window_models_share_context_with_the_same_results(fmt):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tests.tiny_models import tiny_checkpoint
+
+    config = AutoConfig.from_pretrained(tiny_checkpoint())
+    config.use_sliding_window, config.sliding_window, config.max_window_layers = True, 64, 0
+    config.layer_types = ["sliding_attention"] * config.num_hidden_layers
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    prompt = fmt.prompt_ids(CONVERSATION[:4])
+    action = fmt.action_ids(CONVERSATION[4])
+    samples = [TrainSample.turn(prompt, Sample(tuple(action[:k]), (0.0,) * k, "", "stop", "0"))
+               for k in (len(action), len(action) - 3)]  # fmt: skip
+    shared = collate(samples)
+    assert len(shared.prefix_ids) > 64  # longer than the window
+    with torch.no_grad():
+        ours, _ = token_logprobs(model, shared)
+        theirs, _ = token_logprobs(model, collate(samples, share=False))
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)

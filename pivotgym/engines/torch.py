@@ -60,6 +60,13 @@ from pivotgym.engines.base import Engine, FinishReason, Sample, SamplingParams
 COMPACT_BELOW = 0.5
 
 
+def cache_kwarg(module: Any) -> str:
+    """The keyword a Hugging Face model's ``forward`` takes its KV cache by:
+    transformers 5 renamed ``past_key_values`` to ``cache``; either is accepted."""
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def row_seeds(seed: int, n: int) -> list[int]:
     """The generator seed of each of the ``n`` rows of a request seeded ``seed``.
 
@@ -106,8 +113,7 @@ class TorchEngine(Engine):
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch-engine")
         params = inspect.signature(model.forward).parameters
-        # transformers 5 renamed ``past_key_values`` to ``cache``; accept either.
-        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self._cache_kwarg = cache_kwarg(model)
         self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     @property

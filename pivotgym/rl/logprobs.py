@@ -20,12 +20,12 @@ PivotRL group of G actions costs one pass over the state instead of G.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import DynamicCache
 
+from pivotgym.engines.torch import cache_kwarg
 from pivotgym.rl.batch import Collated
 
 _UNSUPPORTED_HEAD = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
@@ -74,14 +74,17 @@ def _hidden_states(body: Any, batch: Collated, device: torch.device) -> torch.Te
     ids = batch.input_ids.to(device)
     attention = batch.attention_mask.to(device)
     shared = len(batch.prefix_ids)
-    cache = None
-    if shared:
-        cache = _shared_cache(body, batch.prefix_ids.to(device), len(ids))
-        if cache is None:  # layers that cannot be shared: run the full sequences
-            ids = torch.cat([batch.prefix_ids.to(device).expand(len(ids), -1), ids], 1)
-            attention = torch.cat([torch.ones_like(ids[:, :shared]), attention], 1)
-            return _body(body, ids, attention, 0)[:, shared:]
-        attention = torch.cat([attention.new_ones(len(ids), shared), attention], 1)
+    if not shared:
+        return _body(body, ids, attention, 0)
+    prefix = batch.prefix_ids.to(device)
+    # The prefix's keys and values keep their graph, so gradients reach it. (A sliding
+    # window layer keeps only the window's last keys, which is all a later row sees.)
+    cache = DynamicCache(config=body.config)
+    _body(body, prefix[None], torch.ones_like(prefix[None]), 0, cache)
+    for layer in cache.layers:
+        layer.keys = layer.keys.expand(len(ids), -1, -1, -1)
+        layer.values = layer.values.expand(len(ids), -1, -1, -1)
+    attention = torch.cat([attention.new_ones(len(ids), shared), attention], 1)
     return _body(body, ids, attention, shared, cache)
 
 
@@ -89,7 +92,7 @@ def _body(
     body: Any, ids: torch.Tensor, attention: torch.Tensor, start: int, cache: Any = None
 ) -> torch.Tensor:
     positions = torch.arange(start, start + ids.shape[1], device=ids.device).expand_as(ids)
-    kwargs = {_cache_kwarg(body): cache} if cache is not None else {}
+    kwargs = {cache_kwarg(body): cache} if cache is not None else {}
     return body(
         input_ids=ids,
         attention_mask=attention,
@@ -97,22 +100,3 @@ def _body(
         use_cache=cache is not None,
         **kwargs,
     ).last_hidden_state
-
-
-def _shared_cache(body: Any, prefix: torch.Tensor, rows: int) -> DynamicCache | None:
-    """Keys and values of ``prefix`` (with their graph, so gradients reach it), seen by
-    ``rows`` rows; None when the model's cache layers are not plain full-attention ones
-    (sliding windows would drop the shared keys)."""
-    cache = DynamicCache(config=body.config)
-    _body(body, prefix[None], torch.ones_like(prefix[None]), 0, cache)
-    if not all(type(layer) is DynamicLayer for layer in cache.layers):
-        return None
-    for layer in cache.layers:
-        layer.keys = layer.keys.expand(rows, -1, -1, -1)
-        layer.values = layer.values.expand(rows, -1, -1, -1)
-    return cache
-
-
-def _cache_kwarg(body: Any) -> str:
-    # transformers 5 renamed ``past_key_values`` to ``cache``; accept either.
-    return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
