@@ -123,6 +123,31 @@ def test_a_bfloat16_checkpoint_trains_in_float32_so_small_steps_are_kept(batch):
     assert changed > 0.9 * sum(p.numel() for p in layers.values())
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_gradient_is_the_cpu_gradient_and_weights_reach_a_bf16_engine(batch, fmt):
+    samples = [*batch, multi_turn(fmt, 0.7)]
+    samples = [dataclasses.replace(s, advantage=1.0 - i / 6) for i, s in enumerate(samples)]
+    exact = OptimConfig(bf16=False)
+    on_cpu = grads(Learner(tiny_model(), optim=exact), samples, micro=4)
+    on_gpu = grads(Learner(tiny_model(), optim=exact, device="cuda"), samples, micro=4)
+    for a, b in zip(on_cpu, on_gpu, strict=True):
+        torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=1e-3)
+
+    # The default on a GPU: bf16 autocast over float32 master weights.
+    engine = TorchEngine(tiny_model(), tiny_tokenizer(), device="cuda", dtype=torch.bfloat16)
+    learner = Learner(tiny_model(), device="cuda", engine=engine)
+    mixed = torch.cat([g.flatten().cpu() for g in grads(learner, samples, micro=4)])
+    reference = torch.cat([g.flatten() for g in on_cpu])
+    assert torch.nn.functional.cosine_similarity(mixed, reference, dim=0) > 0.99
+    metrics = learner.step(samples)
+    assert metrics["updated"] == 1 and engine.weight_version == "1"
+    assert all(p.dtype == torch.float32 for p in learner.model.parameters())
+    for mine, theirs in zip(learner.model.parameters(), engine.model.parameters(), strict=True):
+        assert theirs.dtype == torch.bfloat16
+        torch.testing.assert_close(theirs.float(), mine, atol=0, rtol=2**-8)
+
+
 def test_zero_variance_groups_and_infra_failures_get_no_loss(batch):
     learner = Learner(tiny_model())
     flat = [dataclasses.replace(s, reward=0.0) if s.group == 0 else s for s in batch]

@@ -22,6 +22,7 @@ sequences: the shared stretch receives the sum of every row's gradient.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -124,7 +125,11 @@ class Collated:
     ``j``-th trained token of a row): ``targets`` their ids, ``mask`` 1 on real slots,
     ``old_logprobs`` the sampler's. ``rows``/``cols`` list, for each real slot in
     row-major order, the row and the position in ``input_ids`` of the hidden state that
-    predicts it (the token's position minus one, minus ``P``).
+    predicts it (the token's position minus one, minus ``P``); ``slots`` its index in
+    the flattened ``[N * A]`` layout. ``advantages`` are the samples' (0 where none).
+
+    Every index is computed here, on the host, so that a device never has to report
+    back how many tokens a mask selects: on a GPU that would stall each micro-batch.
     """
 
     input_ids: torch.Tensor
@@ -134,11 +139,24 @@ class Collated:
     old_logprobs: torch.Tensor
     rows: torch.Tensor
     cols: torch.Tensor
+    slots: torch.Tensor
+    advantages: torch.Tensor
     prefix_ids: torch.Tensor
 
     @property
     def num_tokens(self) -> int:
         return len(self.rows)
+
+    def to(self, device: torch.device) -> Collated:
+        """The same tensors on ``device``; to a GPU they go through pinned memory without
+        waiting, so the copy does not stall the work queued before it."""
+        if device.type != "cuda" or self.input_ids.device == device:
+            return self
+        moved = {
+            f.name: getattr(self, f.name).pin_memory().to(device, non_blocking=True)
+            for f in dataclasses.fields(self)
+        }
+        return Collated(**moved)
 
 
 def shared_context(samples: Sequence[TrainSample]) -> int:
@@ -168,6 +186,7 @@ def collate(samples: Sequence[TrainSample], pad_id: int = 0, share: bool = True)
     old = torch.zeros(n, slots)
     rows: list[int] = []
     cols: list[int] = []
+    flat: list[int] = []
     for i, s in enumerate(samples):
         ids = torch.tensor(s.input_ids[shared:], dtype=torch.long)
         input_ids[i, : len(ids)] = ids
@@ -180,6 +199,7 @@ def collate(samples: Sequence[TrainSample], pad_id: int = 0, share: bool = True)
             old[i, :k] = torch.tensor(s.old_logprobs)
         rows.extend([i] * k)
         cols.extend((positions - 1).tolist())
+        flat.extend(range(i * slots, i * slots + k))
     return Collated(
         input_ids,
         attention,
@@ -188,5 +208,7 @@ def collate(samples: Sequence[TrainSample], pad_id: int = 0, share: bool = True)
         old,
         torch.tensor(rows, dtype=torch.long),
         torch.tensor(cols, dtype=torch.long),
+        torch.tensor(flat, dtype=torch.long),
+        torch.tensor([s.advantage or 0.0 for s in samples]),
         torch.tensor(samples[0].input_ids[:shared], dtype=torch.long),
     )

@@ -184,7 +184,7 @@ class Learner:
         sequences = len(samples)
         rl = self.rl
 
-        def micro_loss(batch: Collated, micro: Sequence[TrainSample]):
+        def micro_loss(batch: Collated):
             logprobs, entropy = token_logprobs(
                 self.model, batch, rl.temperature, with_entropy=rl.entropy
             )
@@ -197,12 +197,11 @@ class Learner:
             if rl.beta > 0:
                 with torch.no_grad():
                     extra["ref_logprobs"] = token_logprobs(self.reference, batch, rl.temperature)[0]
-            device = logprobs.device
             loss, stats = policy_loss(
                 logprobs,
-                batch.old_logprobs.to(device),
-                torch.tensor([s.advantage for s in micro], device=device),
-                batch.mask.to(device),
+                batch.old_logprobs,
+                batch.advantages,
+                batch.mask,
                 total_tokens=tokens,
                 total_sequences=sequences,
                 clip_low=rl.clip_low,
@@ -213,7 +212,7 @@ class Learner:
                 **extra,
             )
             if entropy is not None:
-                stats["entropy"] = (entropy * batch.mask.to(device)).sum()
+                stats["entropy"] = (entropy * batch.mask).sum()
             return loss, stats
 
         return self.state.accumulate(samples, micro_loss, self.pad_id)

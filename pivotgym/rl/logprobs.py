@@ -51,32 +51,34 @@ def token_logprobs(
     for name in _UNSUPPORTED_HEAD:
         if getattr(config, name, None) not in (None, 1.0):
             raise NotImplementedError(f"models with {name} are not supported")
-    device = next(model.parameters()).device
-    hidden = _hidden_states(model.base_model, batch, device)
-    picked = hidden[batch.rows.to(device), batch.cols.to(device)]
+    batch = batch.to(next(model.parameters()).device)
+    hidden = _hidden_states(model.base_model, batch)
+    picked = hidden[batch.rows, batch.cols]
     logits = model.get_output_embeddings()(picked).float() / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
-    mask = batch.mask.to(device).bool()
-    targets = batch.targets.to(device)[mask]
+    targets = batch.targets.flatten()[batch.slots]
     flat = logp_all.gather(1, targets[:, None]).squeeze(1)
-    logprobs = torch.zeros(mask.shape, dtype=flat.dtype, device=device).masked_scatter(mask, flat)
+    logprobs = _unflatten(flat, batch)
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            flat_entropy = -(logp_all.exp() * logp_all).sum(-1)
-            entropy = torch.zeros_like(logprobs).masked_scatter(mask, flat_entropy)
+            entropy = _unflatten(-(logp_all.exp() * logp_all).sum(-1), batch)
     return logprobs, entropy
 
 
-def _hidden_states(body: Any, batch: Collated, device: torch.device) -> torch.Tensor:
+def _unflatten(flat: torch.Tensor, batch: Collated) -> torch.Tensor:
+    """Per-token values in row-major order laid out ``[N, A]``, 0 on padding slots."""
+    out = flat.new_zeros(batch.mask.numel()).index_copy(0, batch.slots, flat)
+    return out.view(batch.mask.shape)
+
+
+def _hidden_states(body: Any, batch: Collated) -> torch.Tensor:
     """``[N, L]`` last hidden states of ``batch.input_ids``, each row continuing
     ``batch.prefix_ids``."""
-    ids = batch.input_ids.to(device)
-    attention = batch.attention_mask.to(device)
-    shared = len(batch.prefix_ids)
+    ids, attention, prefix = batch.input_ids, batch.attention_mask, batch.prefix_ids
+    shared = len(prefix)
     if not shared:
         return _body(body, ids, attention, 0)
-    prefix = batch.prefix_ids.to(device)
     # The prefix's keys and values keep their graph, so gradients reach it. (A sliding
     # window layer keeps only the window's last keys, which is all a later row sees.)
     cache = DynamicCache(config=body.config)

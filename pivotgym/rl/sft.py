@@ -93,12 +93,11 @@ class SFTTrainer:
         batch = [self.examples[i] for i in self.state.cursor.next()]
         tokens = sum(s.num_trained for s in batch)
 
-        def micro_loss(collated: Collated, micro: Sequence[TrainSample]):
+        def micro_loss(collated: Collated):
             logprobs, _ = token_logprobs(self.model, collated)
-            mask = collated.mask.to(logprobs.device)
             loss = sft_loss(
                 logprobs,
-                mask,
+                collated.mask,
                 total_tokens=tokens,
                 total_sequences=len(batch),
                 aggregation=self.aggregation,

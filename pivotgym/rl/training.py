@@ -119,9 +119,7 @@ class BatchCursor:
         self.epoch, self.offset = state["epoch"], state["offset"]
 
 
-MicroLoss = Callable[
-    [Collated, Sequence[TrainSample]], tuple[torch.Tensor, dict[str, torch.Tensor]]
-]
+MicroLoss = Callable[[Collated], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 class TrainState:
@@ -195,17 +193,18 @@ class TrainState:
         """Backpropagate ``micro_loss`` over the micro-batches of ``samples``; gradients
         add up in ``.grad``. ``micro_loss`` must normalise by batch-wide counts, so the
         sum of its values is the batch loss. Returns that sum and the summed stats."""
-        total = 0.0
-        stats: dict[str, float] = {}
+        total = torch.zeros((), device=self.device)
+        stats: dict[str, torch.Tensor] = {}
         for micro in self.micro_batches(samples):
-            batch = collate(micro, pad_id)
+            batch = collate(micro, pad_id).to(self.device)
             with self.autocast():
-                loss, micro_stats = micro_loss(batch, micro)
+                loss, micro_stats = micro_loss(batch)
             loss.backward()
-            total += float(loss.detach())
+            total += loss.detach()
             for key, value in micro_stats.items():
-                stats[key] = stats.get(key, 0.0) + float(value)
-        return total, stats
+                stats[key] = stats.get(key, 0.0) + value.detach()
+        # Read back once per step: on a GPU each read waits for all queued work.
+        return float(total), {key: float(value) for key, value in stats.items()}
 
     def optimizer_step(self) -> dict[str, float]:
         """Clip, step, advance the schedule, clear gradients, bump the weight version."""
