@@ -16,7 +16,11 @@ Generated tokens count up to and including a stop token. Speed is generated toke
 per second; the target is engine >= 3x hf generate. The prefix-once gain is the
 ratio of ``engine, per prompt`` to ``engine, G singles``.
 
+On a GPU (``--device cuda``) both sides run the model there, in ``--dtype`` (float32 by
+default; bfloat16 is what a GPU run serves).
+
     python bench/bench_engine.py [--prompts 32] [--group 8] [--max-new 64]
+                                 [--device cpu|cuda] [--dtype float32|bfloat16]
 """
 
 from __future__ import annotations
@@ -92,8 +96,10 @@ def generated_tokens(rows: list[list[int]], stops: set[int]) -> int:
 
 def run_hf(model: Any, prompts: list[list[int]], group: int, max_new: int, stops, pad) -> int:
     width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
+    mask = torch.tensor(
+        [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device
+    )
     with torch.inference_mode():
         out = model.generate(
             input_ids=ids,
@@ -116,14 +122,18 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--max-new", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
 
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         model, tokenizer, model_name = load_model(Path(tmp))
+    model = model.to(device=args.device, dtype=dtype)
     fmt = ChatFormat(tokenizer)
     prompts = sample_prompts(fmt, args.prompts, args.seed)
-    engine = TorchEngine(model, tokenizer)
+    engine = TorchEngine(model, tokenizer, device=args.device, dtype=dtype)
     sampling = SamplingParams(
         temperature=1.0,
         top_p=1.0,
@@ -170,7 +180,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for name, fn in sides.items():
         started = time.perf_counter()
-        tokens = fn()
+        tokens = fn()  # token counts come back as host lists, so the device is done
         seconds = time.perf_counter() - started
         results[name] = {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
         print(f"{name}: {tokens} tokens in {seconds:.1f} s", flush=True)
@@ -196,9 +206,11 @@ def main() -> None:
     print(f"prefix-once group vs {args.group} single decodes: {group_ratio:.2f}x tokens/s")
     lengths = [len(p) for p in prompts]
     write_json(
-        "engine",
+        "engine" if args.device == "cpu" else "engine-gpu",
         {
             "model": model_name,
+            "device": args.device,
+            "dtype": args.dtype,
             "parameters": sum(p.numel() for p in model.parameters()),
             "prompts": args.prompts,
             "group": args.group,

@@ -1,10 +1,12 @@
 """One GRPO optimisation step: pivotgym's learner against TRL's GRPO trainer.
 
-Both sides train the same random Qwen2 model (the pivotgym-tiny size class) on the same
+Both sides train the same random Qwen2 model (``--size``: pivotgym-tiny's shape, or
+Qwen2.5-0.5B's for a GPU) on the same
 batch: ``group`` completions of ``A/4..A`` tokens for each of ``prompts`` prompts of
 ``P/2..P`` tokens (random ids, fixed seed), advantages given, on-policy,
-one micro-batch, AdamW and gradient clipping at 1.0, float32 on CPU. Generation is
-excluded: a step is forward, backward, clip and optimiser step.
+one micro-batch, AdamW and gradient clipping at 1.0, float32 (on the CPU, or on a GPU
+with ``--device cuda``, where ``--bf16`` has both sides autocast to bfloat16).
+Generation is excluded: a step is forward, backward, clip and optimiser step.
 
 - ``trl``: ``GRPOTrainer.compute_loss`` (``loss_type="dapo"``: token-mean over the
   batch, like ours), ``accelerator.backward``, clip, the trainer's own optimiser step
@@ -16,6 +18,7 @@ Speed is completion (trained) tokens per second, median over ``--repeats`` steps
 sides alternating so that a shared, busy CPU slows both alike. Target: pivotgym >= 1x TRL.
 
     python bench/bench_learner.py [--prompts 2] [--group 8] [--prompt-len 512] [--action-len 64]
+                                  [--device cpu|cuda] [--bf16] [--size tiny|0.5b]
 """
 
 from __future__ import annotations
@@ -40,23 +43,36 @@ from pivotgym.rl.learner import Learner
 from pivotgym.rl.training import OptimConfig
 
 TARGET = 1.0
-MODEL = {
-    "vocab_size": 4096,
-    "hidden_size": 256,
-    "intermediate_size": 704,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "tie_word_embeddings": True,
+SIZES = {
+    # The bundled pivotgym-tiny's shape.
+    "tiny": {
+        "vocab_size": 4096,
+        "hidden_size": 256,
+        "intermediate_size": 704,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "tie_word_embeddings": True,
+    },
+    # Qwen2.5-0.5B's shape: the smallest model a GPU run would train.
+    "0.5b": {
+        "vocab_size": 151936,
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "tie_word_embeddings": True,
+    },
 }
 PAD = 0
 
 
-def make_model(vocab: int) -> Any:
+def make_model(shape: dict[str, Any]) -> Any:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    return Qwen2ForCausalLM(Qwen2Config(**{**MODEL, "vocab_size": vocab}, pad_token_id=PAD))
+    return Qwen2ForCausalLM(Qwen2Config(**shape, pad_token_id=PAD))
 
 
 def make_batch(
@@ -75,7 +91,7 @@ def make_batch(
     return rows
 
 
-def trl_side(rows, vocab: int, group: int) -> tuple[Any, Any]:
+def trl_side(rows, shape: dict[str, Any], group: int, device: str, bf16: bool) -> tuple[Any, Any]:
     """A GRPOTrainer and the inputs its loss takes (what its generation step returns)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -90,13 +106,13 @@ def trl_side(rows, vocab: int, group: int) -> tuple[Any, Any]:
         learning_rate=1e-6,
         beta=0.0,
         loss_type="dapo",
-        use_cpu=True,
-        bf16=False,
+        use_cpu=device == "cpu",
+        bf16=bf16,
         report_to=[],
         max_grad_norm=1.0,
     )
     trainer = GRPOTrainer(
-        model=make_model(vocab),
+        model=make_model(shape),
         reward_funcs=lambda completions, **_: [0.0] * len(completions),
         args=args,
         train_dataset=Dataset.from_dict({"prompt": ["x"] * len(rows)}),
@@ -119,7 +135,7 @@ def trl_side(rows, vocab: int, group: int) -> tuple[Any, Any]:
         "advantages": torch.tensor([adv for _, _, adv in rows]),
         "num_items_in_batch": completion_mask.sum().float(),
     }
-    return trainer, inputs
+    return trainer, {k: v.to(trainer.accelerator.device) for k, v in inputs.items()}
 
 
 def trl_step(trainer: Any, inputs: dict[str, Any]) -> None:
@@ -131,10 +147,13 @@ def trl_step(trainer: Any, inputs: dict[str, Any]) -> None:
     trainer.optimizer.zero_grad()
 
 
-def ours_side(rows, vocab: int) -> tuple[Learner, list[TrainSample]]:
+def ours_side(
+    rows, shape: dict[str, Any], device: str, bf16: bool
+) -> tuple[Learner, list[TrainSample]]:
     learner = Learner(
-        make_model(vocab),
-        optim=OptimConfig(lr=1e-6, max_grad_norm=1.0, micro_batch_size=len(rows)),
+        make_model(shape),
+        optim=OptimConfig(lr=1e-6, max_grad_norm=1.0, micro_batch_size=len(rows), bf16=bf16),
+        device=device,
     )
     samples = []
     for prompt, action, adv in rows:
@@ -146,6 +165,8 @@ def ours_side(rows, vocab: int) -> tuple[Learner, list[TrainSample]]:
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -155,22 +176,27 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--prompt-len", type=int, default=512)
     parser.add_argument("--action-len", type=int, default=64)
-    parser.add_argument("--vocab", type=int, default=MODEL["vocab_size"])
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (GPU)")
     opts = parser.parse_args()
     if opts.threads:
         torch.set_num_threads(opts.threads)
     warnings.filterwarnings("ignore")
 
-    rows = make_batch(opts.prompts, opts.group, opts.prompt_len, opts.action_len, opts.vocab)
+    shape = SIZES[opts.size]
+    rows = make_batch(
+        opts.prompts, opts.group, opts.prompt_len, opts.action_len, shape["vocab_size"]
+    )
     trained = sum(len(a) for _, a, _ in rows)
     total = sum(len(p) + len(a) for p, a, _ in rows)
-    learner, samples = ours_side(rows, opts.vocab)
+    learner, samples = ours_side(rows, shape, opts.device, opts.bf16)
     sides: dict[str, Any] = {"pivotgym": lambda: learner.step(samples)}
     error = None
     try:
-        trainer, inputs = trl_side(rows, opts.vocab, opts.group)
+        trainer, inputs = trl_side(rows, shape, opts.group, opts.device, opts.bf16)
         sides["trl"] = lambda: trl_step(trainer, inputs)
     except Exception as exc:  # report why TRL could not run, still measure ours
         error = f"{type(exc).__name__}: {exc}"
@@ -196,12 +222,13 @@ def main() -> None:
         headers.append("vs trl")
     print(
         f"batch {len(rows)} sequences, {trained} trained tokens, {total} tokens; "
-        f"model {MODEL['num_hidden_layers']}x{MODEL['hidden_size']}, vocab {opts.vocab}; "
+        f"model {shape['num_hidden_layers']}x{shape['hidden_size']}, "
+        f"vocab {shape['vocab_size']}; "
         f"torch threads {torch.get_num_threads()}"
     )
     print_table(headers, rows_out)
     report: dict[str, Any] = {
-        "config": {**vars(opts), "model": {**MODEL, "vocab_size": opts.vocab}},
+        "config": {**vars(opts), "model": shape},
         "trained_tokens": trained,
         "total_tokens": total,
         "seconds": seconds,
@@ -215,7 +242,9 @@ def main() -> None:
         report["speedup_vs_trl"] = speedup
     else:
         report["trl_error"] = error
-    write_json("learner", report)
+    name = "learner" if opts.device == "cpu" else f"learner-gpu-{opts.size}"
+    name += "-bf16" if opts.bf16 else ""
+    write_json(name, report)
 
 
 def _versions() -> dict[str, str]:

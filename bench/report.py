@@ -75,7 +75,16 @@ def host_info() -> dict[str, Any]:
             info[tool] = out.stdout.strip() or None
         except (OSError, subprocess.TimeoutExpired):
             info[tool] = None
+    info["gpu"] = _gpu_name()
     return info
+
+
+def _gpu_name() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
 
 
 def write_json(name: str, report: Mapping[str, Any]) -> Path:
