@@ -10,7 +10,9 @@ The output is append-only and resumable: rows are flushed as candidates finish, 
 started on an existing file skips the candidates it already holds (a torn last line
 from a crash is dropped), and every candidate samples with its own seed derived from
 (seed, candidate id), so an interrupted-and-resumed run writes the same rows as an
-uninterrupted one, in whatever order they finish.
+uninterrupted one, in whatever order they finish. A candidate whose recorded state this
+machine does not reproduce (a replayed tool output differs from the record) gets a row
+whose samples are all infrastructure failures, so the filter never keeps it.
 
 Concurrency: sampling runs ``engine_batch`` candidates per engine call while the
 previous batch is verified with at most ``sandbox_slots`` candidates at once (bounded
@@ -36,8 +38,9 @@ from pivotgym.candidates import Candidate
 from pivotgym.chat import ChatFormat
 from pivotgym.engines.base import Engine, Sample, SamplingParams
 from pivotgym.env import AsyncEnv
+from pivotgym.errors import DivergenceError
 from pivotgym.seeds import derive_seed
-from pivotgym.verifiers.base import Verifier, restore
+from pivotgym.verifiers.base import Verdict, Verifier, restore
 
 
 @dataclass(frozen=True)
@@ -169,8 +172,16 @@ class Profiler:
         start = time.perf_counter()
         try:
             actions = [self.chat.parse(s) for s in item.samples]
-            state = await restore(env, item.candidate)
-            verdicts = await self.verifier.verify_many(state, actions, item.candidate.reference)
+            try:
+                state = await restore(env, item.candidate)
+            except DivergenceError as exc:
+                # This machine's tools did not reproduce the record up to this turn, so
+                # the state cannot be had: its samples count as harness failures (never
+                # a pivot), and profiling goes on with the other candidates.
+                reason = f"state not reproduced: assistant turn {exc.turn} replayed differently"
+                verdicts = [Verdict(0.0, reason, infra_error=True)] * len(actions)
+            else:
+                verdicts = await self.verifier.verify_many(state, actions, item.candidate.reference)
         finally:
             envs.put_nowait(env)
         rewards = [v.reward for v in verdicts]
@@ -201,7 +212,10 @@ class Profiler:
     async def run(
         self, candidates: Sequence[Candidate], out: str | Path, *, show_progress: bool = True
     ) -> list[dict[str, Any]]:
-        """Profile ``candidates`` into ``out`` (JSONL); return every row, old and new."""
+        """Profile ``candidates`` into ``out`` (JSONL); return their rows, in their order.
+
+        Rows already in ``out`` are reused; rows of other candidates stay in the file but
+        are not returned (a rerun with a smaller pool uses only its own)."""
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         done = read_done(out)
@@ -222,7 +236,12 @@ class Profiler:
                 out.open("a", encoding="utf-8") as fh,
                 Progress(*columns, disable=not show_progress) as bar,
             ):
-                task = bar.add_task("profile", total=len(candidates), completed=len(done), rate=0.0)
+                task = bar.add_task(
+                    "profile",
+                    total=len(candidates),
+                    completed=len(candidates) - len(todo),
+                    rate=0.0,
+                )
                 finished = 0
                 async for batch in self._batches(todo):
                     verify = functools.partial(self._verify, envs)
@@ -240,5 +259,4 @@ class Profiler:
         finally:
             while not envs.empty():
                 await envs.get_nowait().aclose()
-        order = {c.id: i for i, c in enumerate(candidates)}
-        return sorted(done.values(), key=lambda r: order.get(r["candidate_id"], len(order)))
+        return [done[c.id] for c in candidates]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pivotgym.candidates import candidates
 from pivotgym.chat import ChatFormat
 from pivotgym.engines.torch import TorchEngine
 from pivotgym.envs.terminal.env import TerminalEnv
+from pivotgym.pivots import select_pivots
 from pivotgym.profiling import Profiler, ProfileSettings, read_done, summarize
 from pivotgym.replay import SnapshotCache
 from pivotgym.verifiers import get_verifier
@@ -58,9 +60,31 @@ def test_interrupted_run_resumes_to_the_same_rows(profiler: Profiler, tmp_path: 
     assert stable(resumed) == stable(whole)
     lines = part.read_text().splitlines()
     assert len(lines) == len(cands) and all(json.loads(line) for line in lines)
-    # A finished file is not profiled again.
+    # A finished file is not profiled again, and a smaller pool gets its own rows only.
     again = asyncio.run(profiler.run(cands, part, show_progress=False))
     assert part.read_text().count("\n") == len(cands) and stable(again) == stable(whole)
+    fewer = asyncio.run(profiler.run(cands[3:1:-1], part, show_progress=False))
+    assert stable(fewer) == stable(whole[3:1:-1])
+
+
+def test_a_state_the_machine_does_not_reproduce_is_no_pivot_and_the_rest_go_on(
+    profiler: Profiler, tmp_path: Path
+) -> None:
+    good = pool()[:2]
+    trajectory = good[0].trajectory
+    messages = [dict(m) for m in trajectory.messages]
+    tool = next(i for i, m in enumerate(messages) if m["role"] == "tool")
+    messages[tool]["content"] = "an output this command never printed"
+    tampered = dataclasses.replace(trajectory, id=trajectory.id + "-tampered", messages=messages)
+    bad = next(c for c in candidates([tampered]) if c.turn > 0)
+    order = [good[0], bad, good[1]]
+    rows = asyncio.run(profiler.run(order, tmp_path / "p.jsonl", show_progress=False))
+    by_id = {r["candidate_id"]: r for r in rows}
+    assert by_id[bad.id]["n_valid"] == 0 and all(by_id[bad.id]["infra"])
+    assert "state not reproduced" in by_id[bad.id]["reasons"][0]
+    assert all(by_id[c.id]["n_valid"] == 3 for c in good)
+    kept, report = select_pivots(rows, 1.0)
+    assert bad.id not in {r["candidate_id"] for r in kept} and report.no_valid_samples == 1
 
 
 def test_read_done_cuts_a_torn_line(tmp_path: Path) -> None:
