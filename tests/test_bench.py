@@ -67,6 +67,23 @@ def test_analysis_targets_e2e_final_accuracy_and_reports_ratios() -> None:
     assert p["ood_change"][0] == pytest.approx(-2.0)
 
 
+def test_profiling_counts_in_the_cost_and_training_alone_is_reported_beside_it() -> None:
+    profiled = [
+        RESULTS[0],
+        result("pivotrl", 0, [(300, 60.0, 0.2), (400, 80.0, 0.45), (500, 100.0, 0.5)], 0.2, 0.5),
+    ]
+    assert cost_to_reach(profiled[1], 0.4) == (400, 80.0)
+    assert cost_to_reach(profiled[1], 0.4, training_only=True) == (100, 20.0)
+    summary = analyse(profiled, None)
+    p = summary["methods"]["pivotrl"]
+    assert p["turns_to_target"] == (400.0, 0.0) and p["training_turns_to_target"] == (100.0, 0.0)
+    ratio = summary["pivotrl_vs_e2e"]
+    assert ratio["turn_ratio"] == pytest.approx(2.0) and ratio["wall_ratio"] == pytest.approx(2.5)
+    assert ratio["training_turn_ratio"] == pytest.approx(8.0)
+    assert ratio["training_wall_ratio"] == pytest.approx(10.0)
+    assert "training alone (the paper's count): 8.00x fewer turns, 10.00x" in markdown(summary)
+
+
 def test_no_cost_comparison_when_pi0_already_meets_the_target() -> None:
     flat = [
         result("e2e", 0, [(0, 0.0, 0.3), (400, 100.0, 0.2)], 0.3, 0.2),
