@@ -30,7 +30,7 @@ from typing import Any
 
 from rich.console import Console
 
-from pivotgym.config import RunConfig, apply_overrides
+from pivotgym.config import RunConfig, apply_overrides, check_resume
 from pivotgym.errors import DataError
 
 console = Console()
@@ -110,6 +110,7 @@ async def run_arm(base: RunConfig, arm: Arm, root: Path) -> dict[str, Any]:
     config.out = str(root / f"{arm.label}-s{arm.seed}")
     if not config.train.eval_every:
         config.train.eval_every = max(1, config.train.steps // 4)
+    check_resume(config.out, config)  # a --quick arm is no full arm's result
     report_path = Path(config.out) / "report.json"
     if report_path.exists():  # finished in an earlier invocation
         report = json.loads(report_path.read_text())

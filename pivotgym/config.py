@@ -197,6 +197,39 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+# Where a run executes, not what it computes: a run may resume on another device.
+PLACEMENT = frozenset({"device", "engine_url", "out"})
+
+
+def check_resume(folder: str | Path, config: RunConfig) -> None:
+    """Refuse to continue the run in ``folder`` under settings other than those it was
+    made with (its ``config.toml``): its artifacts would be mixed with the new ones."""
+    path = Path(folder) / "config.toml"
+    if not path.is_file():
+        return
+    try:
+        saved = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"invalid TOML: {exc}", file=path) from None
+    for key, was, now in _differences(saved, tomllib.loads(config.dump_toml())):
+        if key not in PLACEMENT:
+            raise DataError(
+                f"this run was made with {was!r}, now {now!r}: resume it with the same "
+                "settings, or give another output folder",
+                file=path,
+                field=key,
+            )
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = ""):
+    for key in sorted(a.keys() | b.keys()):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            yield from _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            yield f"{prefix}{key}", x, y
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """The defaults, updated by the TOML file at ``path`` and then by ``overrides``."""
     config = RunConfig()

@@ -14,7 +14,8 @@ The output folder holds::
     report.json, report.md the summary table
 
 Every stage skips work already on disk, so a run interrupted anywhere continues where it
-stopped when started again with the same output folder, and loses nothing.
+stopped when started again with the same output folder and settings, and loses nothing
+(other settings are refused, naming the first that differs).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from rich.table import Table
 from pivotgym import registry
 from pivotgym.candidates import Candidate, candidates
 from pivotgym.chat import ChatFormat
-from pivotgym.config import RunConfig
+from pivotgym.config import RunConfig, check_resume
 from pivotgym.engines.base import Engine, SamplingParams
 from pivotgym.env import AsyncEnv
 from pivotgym.errors import DataError
@@ -424,6 +425,7 @@ class Run:
             await engine.update_weights(str(path), version)
 
     def begin(self) -> float:
+        check_resume(self.out, self.config)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.toml").write_text(self.config.dump_toml())
         self._mark = time.perf_counter()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from pivotgym.bench import (
+    QUICK,
     ablation_overrides,
     analyse,
     arms,
@@ -14,6 +16,7 @@ from pivotgym.bench import (
     eval_key,
     markdown,
     plot_curves,
+    run_arm,
 )
 from pivotgym.config import RunConfig, apply_overrides
 from pivotgym.errors import DataError
@@ -130,3 +133,17 @@ def test_arms_of_one_seed_share_the_evaluation_of_pi0() -> None:
     assert key(0, ["data.eval_tasks=24"]) != shared
     assert key(0, ["eval.temperature=1.0"]) != shared
     assert key(0, ["model=runs/other"]) != shared
+
+
+def test_a_finished_quick_arm_is_not_taken_for_a_full_one(tmp_path: Path) -> None:
+    quick = RunConfig()
+    apply_overrides(quick, QUICK, "test")
+    arm = arms(["pivotrl"], [], seeds=1)[0]
+    folder = tmp_path / "pivotrl-s0"
+    folder.mkdir()
+    quick.out, quick.train.eval_every = str(folder), 4
+    (folder / "config.toml").write_text(quick.dump_toml())
+    (folder / "report.json").write_text("{}")
+    with pytest.raises(DataError, match="this run was made with") as err:
+        asyncio.run(run_arm(RunConfig(), arm, tmp_path))
+    assert err.value.file == str(folder / "config.toml")

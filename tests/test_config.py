@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pivotgym.cli import main
-from pivotgym.config import RunConfig, load_config
+from pivotgym.config import RunConfig, check_resume, load_config
 from pivotgym.errors import DataError
 
 
@@ -63,3 +63,25 @@ def test_cli_exits_2_with_one_line_and_computes_nothing(tmp_path: Path, argv, ca
     err = capsys.readouterr().err
     assert err.startswith("pivotgym: error: ") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_run_resumes_only_under_the_settings_it_was_made_with(tmp_path: Path) -> None:
+    made = load_config(overrides=["profile.k=8"])
+    (tmp_path / "config.toml").write_text(made.dump_toml())
+    check_resume(tmp_path, load_config(overrides=["profile.k=8"]))
+    check_resume(tmp_path, load_config(overrides=["device='cuda'", "out='elsewhere'"]))
+    with pytest.raises(DataError) as err:
+        check_resume(tmp_path, load_config(overrides=["profile.k=6", "train.lr=2e-4"]))
+    assert err.value.file == str(tmp_path / "config.toml") and err.value.field == "profile.k"
+    assert "made with 8, now 6" in str(err.value)
+    check_resume(tmp_path / "fresh", made)
+
+
+def test_the_cli_refuses_to_resume_a_run_under_other_settings(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.toml").write_text(load_config(overrides=["data.max_candidates=48"]).dump_toml())
+    before = sorted(out.iterdir())
+    assert main(["run", "--out", str(out)]) == 2
+    assert "data.max_candidates: this run was made with 48, now 384" in capsys.readouterr().err
+    assert sorted(out.iterdir()) == before
