@@ -40,7 +40,6 @@ METHODS = ("pivotrl", "e2e", "sft")
 QUICK = [
     "data.max_candidates=48",
     "data.eval_tasks=24",
-    "data.curve_tasks=16",
     "data.ood_questions=40",
     "profile.k=6",
     "train.steps=8",
@@ -108,8 +107,8 @@ async def run_arm(base: RunConfig, arm: Arm, root: Path) -> dict[str, Any]:
     apply_overrides(config, list(arm.overrides), "--ablations")
     config.seed = arm.seed
     config.out = str(root / f"{arm.label}-s{arm.seed}")
-    if not config.train.eval_every:
-        config.train.eval_every = max(1, config.train.steps // 4)
+    if not config.train.eval_every:  # a point halfway, between π0's and the final one
+        config.train.eval_every = max(1, config.train.steps // 2)
     check_resume(config.out, config)  # a --quick arm is no full arm's result
     report_path = Path(config.out) / "report.json"
     if report_path.exists():  # finished in an earlier invocation

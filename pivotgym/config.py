@@ -22,8 +22,7 @@ class DataConfig:
     """Which trajectories to profile and which tasks to evaluate on.
 
     ``eval_tasks`` of 0 evaluates on every task of ``eval_split``: with a few dozen tasks
-    the success rate moves by several points from sampling alone. ``curve_tasks`` are
-    the tasks of the cost curves' points (``train.eval_every``), a fixed subset.
+    the success rate moves by several points from sampling alone.
     """
 
     split: str = "train"
@@ -32,7 +31,6 @@ class DataConfig:
     eval_tasks: int = 0
     eval_attempts: int = 1
     ood_questions: int = 100
-    curve_tasks: int = 48
 
 
 @dataclass
@@ -57,7 +55,8 @@ class TrainConfig:
 
     ``pivot_source`` is ``filter`` (the PivotRL filter) or ``random`` (as many candidates
     as the filter keeps, drawn at random: the no-filter ablation). ``eval_every`` records
-    a point of the cost curves every so many steps (0: none).
+    a point of the cost curves every so many steps (0: none): an evaluation like π0's,
+    on the same tasks, so that the curves start and end on the reported numbers.
     """
 
     steps: int = 32

@@ -340,32 +340,21 @@ class Run:
         metrics["ledger"] = self.ledger.snapshot()
         return metrics
 
-    async def curve_point(self, step: int) -> None:
-        """In-domain success now, beside the ledger: one point of the cost curves."""
-        self.charge_wall()
+    async def curve_point(self, step: int, last: bool) -> None:
+        """One point of the cost curves: the evaluation, beside the ledger so far. Its
+        first point is π0's evaluation and its last the trained policy's, so the curves
+        end on the reported numbers."""
         path = self.out / "curve.jsonl"
         if path.exists() and any(json.loads(line)["step"] == step for line in path.open()):
             return
-        data = self.config.data
-        every = registry.load_tasks(self.config.env, data.eval_split)
-        chosen = sorted(
-            random.Random(self.config.seed + 1).sample(
-                range(len(every)), min(data.curve_tasks, len(every))
-            )
-        )
-        ledger = Ledger()
-        report = await run_episodes(
-            CountingEngine(self.stack.engine, ledger),
-            self.stack.chat,
-            functools.partial(self.make_env, ledger),
-            [every[i] for i in chosen],
-            episode_sampling(
-                self.stack.chat, self.config.eval.temperature, self.config.eval.max_new_tokens
-            ),
-            seed=self.config.seed,
-        )
-        point = {"step": step, "success": report.success_rate, "ledger": self.ledger.snapshot()}
-        self._mark = time.perf_counter()
+        name = "base" if step == 0 else "final" if last else f"step{step}"
+        result = await self.timed_eval(name)
+        point = {
+            "step": step,
+            "success": result["in_domain"]["success_rate"],
+            "ood": result["ood"]["accuracy"],
+            "ledger": self.ledger.snapshot(),
+        }
         with path.open("a") as fh:
             fh.write(json.dumps(point) + "\n")
 
@@ -390,7 +379,7 @@ class Run:
             # A step whose groups all lacked variance updates nothing but still counts:
             # the loop runs on the learner's history (saved with its checkpoint).
             if t.eval_every:
-                await self.curve_point(len(learner.history))
+                await self.curve_point(len(learner.history), len(learner.history) == steps)
             with (self.out / "metrics.jsonl").open("a") as log:
                 while len(learner.history) < steps:
                     metrics = await step_fn(learner, items, envs)
@@ -406,7 +395,7 @@ class Run:
                         learner.save(checkpoint)
                         self.save_ledger()
                     if t.eval_every and (step % t.eval_every == 0 or step == steps):
-                        await self.curve_point(step)
+                        await self.curve_point(step, step == steps)
         finally:
             while not envs.empty():
                 await envs.get_nowait().aclose()
@@ -453,9 +442,7 @@ class Run:
         self.charge_wall()
         model.save_pretrained(self.out / "policy")
         self.stack.tokenizer.save_pretrained(self.out / "policy")
-        mark = time.perf_counter()
-        final = await self.evaluate("final")
-        self.timings["eval_final_s"] = time.perf_counter() - mark
+        final = await self.timed_eval("final")  # made already by a last curve point
         self.timings["total_s"] = time.perf_counter() - start
         report = {
             "env": self.config.env,
@@ -475,9 +462,12 @@ class Run:
         return report
 
     async def timed_eval(self, name: str) -> dict[str, Any]:
+        """:meth:`evaluate`, uncharged, its time recorded when it had to be made."""
+        made = (self.out / f"eval_{name}.json").exists()
         mark = time.perf_counter()
         result = await self.uncharged(self.evaluate(name))
-        self.timings[f"eval_{name}_s"] = time.perf_counter() - mark
+        if not made:
+            self.timings[f"eval_{name}_s"] = time.perf_counter() - mark
         return result
 
     async def run(self) -> dict[str, Any]:
