@@ -256,8 +256,10 @@ def plot_curves(results: list[dict[str, Any]], folder: Path) -> list[str]:
         for r in results:
             by_label.setdefault(r["arm"]["label"], []).append(_cost_points(r))
         for label, runs in sorted(by_label.items()):
+            # From the first point on: PivotRL's curve starts after its profiling.
+            first = min(run[0][axis] for run in runs)
             top = max(max(p[axis] for p in run) for run in runs) or 1.0
-            grid = np.linspace(0.0, top, 50)
+            grid = np.linspace(first, top, 50)
             ys = np.array(
                 [np.interp(grid, [p[axis] for p in run], [100 * p[2] for p in run]) for run in runs]
             )
