@@ -149,8 +149,9 @@ class Collated:
 
     def to(self, device: torch.device) -> Collated:
         """The same tensors on ``device``; to a GPU they go through pinned memory without
-        waiting, so the copy does not stall the work queued before it."""
-        if device.type != "cuda" or self.input_ids.device == device:
+        waiting, so the copy does not stall the work queued before it. A batch already off
+        the host is left where it is (``cuda`` and ``cuda:0`` compare unequal)."""
+        if device.type != "cuda" or not self.input_ids.is_cpu:
             return self
         moved = {
             f.name: getattr(self, f.name).pin_memory().to(device, non_blocking=True)
