@@ -130,6 +130,22 @@ def test_a_prompt_samples_alike_whatever_else_is_in_the_batch(engine, fmt, promp
         assert [s.token_ids for s in batch[j]] == [s.token_ids for s in alone]
 
 
+def test_a_next_turn_prefills_only_its_new_tokens_and_samples_as_a_cold_engine(fmt, prompts):
+    warm = TorchEngine(tiny_model(), tiny_tokenizer())
+    sampling = params(fmt)
+    first = asyncio.run(warm.generate(prompts[0], 2, sampling))
+    # The next turn's prompt: this one, the action, a tool output.
+    turn = list(prompts[0]) + list(first[0].token_ids) + list(prompts[1][:40])
+    before = warm.prefix_cache.hits
+    again = asyncio.run(warm.generate(turn, 4, sampling))
+    block = warm.prefix_cache.block
+    assert warm.prefix_cache.hits - before == len(prompts[0]) // block * block
+    cold = asyncio.run(TorchEngine(tiny_model(), tiny_tokenizer()).generate(turn, 4, sampling))
+    assert [s.token_ids for s in again] == [s.token_ids for s in cold]
+    for a, c in zip(again, cold, strict=True):
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(c.logprobs), atol=1e-5)
+
+
 def test_stop_token_is_kept_and_length_is_reported(engine, fmt, prompts):
     greedy = params(fmt, temperature=0.0, max_new_tokens=10, stop_token_ids=())
     free = asyncio.run(engine.generate(prompts[0], 1, greedy))[0]

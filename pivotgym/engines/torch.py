@@ -5,7 +5,9 @@ engine's worker thread):
 
 1. **Prefill once per prompt.** Each distinct prompt runs through the model alone,
    unpadded, computing logits only at its last position. A group of ``n`` samples
-   shares that one forward pass.
+   shares that prefill, and its opening blocks of ``prefix_block`` tokens that an
+   earlier prompt already computed (the system prompt, an episode's earlier turns)
+   come from the :class:`~pivotgym.engines.prefix_cache.PrefixCache`.
 2. **Expand into one cache.** Each prompt's keys and values are copied into ``n`` rows
    of a preallocated cache, left-aligned so that every row's prompt ends at the same
    slot; the slots before a shorter prompt are masked out. Rows keep their own
@@ -18,7 +20,8 @@ Prompts are prefilled one at a time rather than left-padded into one prefill: pr
 of agent conversations vary in length by a few thousand tokens, and padding them all
 to the longest would waste most of the prefill, which dominates the work for short
 actions. Rows are sorted by prompt length and cut into batches of at most
-``max_batch_rows`` rows, which also bounds the padding that decoding attends over.
+``max_batch_rows`` rows, which also bounds the padding that decoding attends over. The
+prefix cache is emptied whenever the weights change.
 
 **Sampling.** Each row draws from its own ``torch.Generator`` seeded per row, one
 uniform number per step, and picks the token by inverse transform over the
@@ -26,7 +29,7 @@ uniform number per step, and picks the token by inverse transform over the
 ``row_seeds(s, n)[i]``, so what a row samples depends on its prompt and its seed,
 never on which other rows share the batch: ``generate(p, 8, seed=s)`` gives the same
 ids as eight single-row calls with those row seeds (up to floating-point ties, which
-batched arithmetic can in principle move).
+batched arithmetic, or a prefix taken from the cache, can in principle move).
 
 **Logprobs.** ``logprobs[i]`` is ``log_softmax(logits / temperature)`` at the sampled
 token: the full tempered distribution, before top-k/top-p truncation. The sampler
@@ -55,6 +58,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from pivotgym.engines.base import Engine, FinishReason, Sample, SamplingParams
+from pivotgym.engines.prefix_cache import ROOT, PrefixCache
 
 # When at most this fraction of a batch's rows is still decoding, the others are dropped.
 COMPACT_BELOW = 0.5
@@ -101,9 +105,12 @@ class TorchEngine(Engine):
         dtype: torch.dtype = torch.float32,
         version: str = "0",
         max_batch_rows: int = 256,
+        prefix_block: int = 16,
+        prefix_cache_bytes: int = 2 << 30,
     ) -> None:
         if max_batch_rows < 1:
             raise ValueError(f"max_batch_rows must be >= 1, got {max_batch_rows}")
+        self.prefix_cache = PrefixCache(prefix_block, prefix_cache_bytes)
         device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(device=device, dtype=dtype).eval()
         self.tokenizer = tokenizer
@@ -186,6 +193,7 @@ class TorchEngine(Engine):
             check_state_names(self.model, state)
             with torch.inference_mode():
                 self.model.load_state_dict(dict(state), strict=False)
+            self.prefix_cache.clear()
             self._version = version
 
     def generate_sync(
@@ -289,14 +297,7 @@ class TorchEngine(Engine):
         logits = None
         width = max(len(p) for p in groups)
         for prompt, rows in groups.items():
-            own = DynamicCache(config=self.model.config)
-            out = self.model(
-                input_ids=torch.tensor([prompt], device=self.device),
-                use_cache=True,
-                **{self._cache_kwarg: own},
-                **self._last_logits_only,
-            )
-            last = out.logits[0, -1].float()
+            own, last = self._prefill_one(prompt)
             if cache is None:
                 cache = _RowCache.like(own, batch, capacity, width)
                 logits = last.new_empty(batch, last.shape[-1])
@@ -305,6 +306,38 @@ class TorchEngine(Engine):
             logits[index] = last
         assert cache is not None and logits is not None
         return cache, logits
+
+    def _prefill_one(self, prompt: Sequence[int]) -> tuple[DynamicCache, torch.Tensor]:
+        """One prompt's keys and values and its last position's logits: the cached blocks
+        that open it, then one forward over the rest, whose full blocks are kept."""
+        prefix = self.prefix_cache
+        block = prefix.block
+        path, blocks = prefix.lookup(prompt)
+        own = DynamicCache(config=self.model.config)
+        if blocks:
+            for layer in range(len(blocks[0])):
+                keys = torch.cat([b[layer][0] for b in blocks], dim=1)
+                values = torch.cat([b[layer][1] for b in blocks], dim=1)
+                own.update(keys[None], values[None], layer)
+        done = len(path) * block
+        out = self.model(
+            input_ids=torch.tensor([prompt[done:]], device=self.device),
+            use_cache=True,
+            **{self._cache_kwarg: own},
+            **self._last_logits_only,
+        )
+        for start in range(done, len(prompt) - block + 1, block):
+            kv = [
+                (
+                    layer.keys[0, :, start : start + block].clone(),
+                    layer.values[0, :, start : start + block].clone(),
+                )
+                for layer in own.layers
+            ]
+            parent = path[-1] if path else ROOT
+            path.append(prefix.insert(parent, prompt[start : start + block], kv))
+        prefix.touch(path)
+        return own, out.logits[0, -1].float()
 
 
 def sample_tokens(
