@@ -230,7 +230,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         ablations=ablations,
         root=root,
-        target=args.target,
+        target_gain=args.target_gain / 100 if args.target_gain is not None else None,
         command="pivotgym " + " ".join(sys.argv[1:]),
     )
     console.print(f"report: {root / 'index.html'}")
@@ -309,7 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, default=3)
     bench.add_argument("--quick", action="store_true", help="small sizes: minutes, not an hour")
     bench.add_argument("--ablations", help="e.g. no-filter,exact-reward,lambda=0.5,k=4,group=4")
-    bench.add_argument("--target", type=float, help="target accuracy (default: E2E's final)")
+    bench.add_argument(
+        "--target-gain",
+        type=float,
+        metavar="PTS",
+        help="target: this many points over each seed's π0 (default: E2E RL's mean final change)",
+    )
     bench.set_defaults(func=cmd_bench)
     return parser
 
