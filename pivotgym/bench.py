@@ -330,6 +330,16 @@ def markdown(summary: dict[str, Any]) -> str:
             f"No cost comparison: the target gain ({100 * gain:+.1f} pts) is not above zero, "
             "so no method had to learn anything to reach it.",
         ]
+    elif ratio and any(v != v for v in ratio.values()):  # nan: a side never got there
+        missing = [
+            name
+            for name, label in (("PivotRL", "pivotrl"), ("E2E RL", "e2e"))
+            if summary["methods"][label]["reached_target"].startswith("0/")
+        ]
+        lines += [
+            "",
+            f"No cost ratio: {' and '.join(missing)} did not reach the target in any seed.",
+        ]
     elif ratio:
         lines += [
             "",

@@ -95,7 +95,7 @@ def test_the_target_is_a_gain_over_each_seeds_own_pi0() -> None:
     runs = [
         result("e2e", 0, [(0, 0.0, 0.2), (400, 100.0, 0.25), (800, 200.0, 0.3)], 0.2, 0.3),
         result("e2e", 1, [(0, 0.0, 0.4), (400, 100.0, 0.45), (800, 200.0, 0.5)], 0.4, 0.5),
-        result("pivotrl", 0, [(0, 0.0, 0.2), (100, 20.0, 0.3), (200, 40.0, 0.3)], 0.2, 0.3),
+        result("pivotrl", 0, [(0, 0.0, 0.2), (100, 20.0, 0.3), (200, 40.0, 0.35)], 0.2, 0.35),
         result("pivotrl", 1, [(0, 0.0, 0.4), (100, 20.0, 0.45), (200, 40.0, 0.5)], 0.4, 0.5),
     ]
     summary = analyse(runs, None)
@@ -107,6 +107,10 @@ def test_the_target_is_a_gain_over_each_seeds_own_pi0() -> None:
     assert "each seed's π0 accuracy +10.0 pts" in markdown(summary)
     # A gain given by hand is used as it is.
     assert analyse(runs, 0.05)["methods"]["e2e"]["turns_to_target"] == (400.0, 0.0)
+    # One E2E RL never reaches: no ratio, and the report says who did not get there.
+    beyond = markdown(analyse(runs, 0.101))
+    assert "No cost ratio: E2E RL did not reach the target in any seed." in beyond
+    assert "nan" not in beyond
 
 
 def test_no_cost_comparison_when_e2e_gains_nothing() -> None:
