@@ -10,11 +10,17 @@ prompt at temperature 1 with no top-k/top-p:
 - ``engine, per prompt``: one ``generate(prompt, G)`` call per prompt (a quarter of
   the prompts, to keep the run short): one prefill, G rows decoded together;
 - ``engine, G singles``: the same prompts, one sample per call, ``G`` calls per prompt
-  (each call prefills its prompt again and decodes one row).
+  (each call prefills its prompt again and decodes one row);
+- ``engine, episodes`` and ``engine, episodes, no prefix cache``: whole trajectories
+  turn by turn, as evaluation and E2E RL sample them: one ``generate_batch`` per turn
+  over every trajectory still running, each prompt the previous one extended by the
+  recorded action and tool output. With the prefix cache a turn prefills only what is
+  new; without it (``prefix_cache_bytes=0``) every turn prefills its whole prompt.
 
 Generated tokens count up to and including a stop token. Speed is generated tokens
 per second; the target is engine >= 3x hf generate. The prefix-once gain is the
-ratio of ``engine, per prompt`` to ``engine, G singles``.
+ratio of ``engine, per prompt`` to ``engine, G singles``, the prefix cache's that of the
+two episode sides. The cache is emptied before each side.
 
 On a GPU (``--device cuda``) both sides run the model there, in ``--dtype`` (float32 by
 default; bfloat16 is what a GPU run serves).
@@ -32,6 +38,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +91,19 @@ def sample_prompts(fmt: ChatFormat, count: int, seed: int) -> list[list[int]]:
         turn = rng.randrange(traj.num_turns)
         prompts.append(fmt.prompt_ids(traj.prefix(turn), TerminalEnv.tools))
     return prompts
+
+
+def episode_turns(fmt: ChatFormat, count: int, seed: int) -> list[list[list[int]]]:
+    """For each turn, the prompts of the trajectories that reach it (at most ``count``
+    trajectories with two turns or more)."""
+    rng = random.Random(seed)
+    trajectories = [t for t in pivotgym.load_trajectories("terminal", "train") if t.num_turns > 1]
+    chosen = rng.sample(trajectories, min(count, len(trajectories)))
+    longest = max(t.num_turns for t in chosen)
+    return [
+        [fmt.prompt_ids(t.prefix(turn), TerminalEnv.tools) for t in chosen if turn < t.num_turns]
+        for turn in range(longest)
+    ]
 
 
 def generated_tokens(rows: list[list[int]], stops: set[int]) -> int:
@@ -167,6 +187,20 @@ def main() -> None:
                 total += len(asyncio.run(engine.generate_seeded(prompt, [seed], one))[0].token_ids)
         return total
 
+    turns = episode_turns(fmt, args.prompts, args.seed)
+    no_cache = TorchEngine(model, tokenizer, device=args.device, dtype=dtype, prefix_cache_bytes=0)
+
+    def episodes(which: TorchEngine) -> Callable[[], int]:
+        def run() -> int:
+            total = 0
+            for t, batch in enumerate(turns):
+                one = dataclasses.replace(sampling, seed=args.seed + t)
+                samples = asyncio.run(which.generate_batch(batch, 1, one))
+                total += sum(len(g[0].token_ids) for g in samples)
+            return total
+
+        return run
+
     sides = {
         "hf generate": lambda: run_hf(
             model, prompts, args.group, args.max_new, stops, tokenizer.pad_token_id
@@ -174,11 +208,14 @@ def main() -> None:
         "engine": engine_group,
         "engine, per prompt": engine_per_prompt,
         "engine, G singles": engine_singles,
+        "engine, episodes": episodes(engine),
+        "engine, episodes, no prefix cache": episodes(no_cache),
     }
     # A small warm-up of each path, then the measured runs side by side.
     asyncio.run(engine.generate(prompts[0], 2, sampling))
     results: dict[str, dict[str, float]] = {}
     for name, fn in sides.items():
+        engine.prefix_cache.clear()
         started = time.perf_counter()
         tokens = fn()  # token counts come back as host lists, so the device is done
         seconds = time.perf_counter() - started
@@ -204,6 +241,11 @@ def main() -> None:
     verdict = "meets" if speedup >= TARGET else "misses"
     print(f"engine vs hf generate: {speedup:.2f}x ({verdict} the {TARGET:g}x target)")
     print(f"prefix-once group vs {args.group} single decodes: {group_ratio:.2f}x tokens/s")
+    cache_ratio = (
+        results["engine, episodes, no prefix cache"]["seconds"]
+        / results["engine, episodes"]["seconds"]
+    )
+    print(f"episodes with the prefix cache: {cache_ratio:.2f}x faster than without")
     lengths = [len(p) for p in prompts]
     write_json(
         "engine" if args.device == "cpu" else "engine-gpu",
@@ -225,6 +267,9 @@ def main() -> None:
             "speedup_vs_hf": speedup,
             "target": TARGET,
             "group_vs_singles": group_ratio,
+            "episode_turns": len(turns),
+            "episode_prompts": sum(len(b) for b in turns),
+            "prefix_cache_speedup": cache_ratio,
         },
     )
 
