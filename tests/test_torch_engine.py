@@ -146,6 +146,27 @@ def test_a_next_turn_prefills_only_its_new_tokens_and_samples_as_a_cold_engine(f
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(c.logprobs), atol=1e-5)
 
 
+def test_a_cache_too_small_for_one_prompt_evicts_and_still_samples_right(fmt, prompts):
+    model = tiny_model()
+    c = model.config
+    head_dim = c.hidden_size // c.num_attention_heads
+    block_bytes = 2 * c.num_hidden_layers * c.num_key_value_heads * 16 * head_dim * 4
+    # Room for three blocks: every prompt overflows it, and the opening blocks (the
+    # system prompt, shared by all) are what stays.
+    small = TorchEngine(
+        model, tiny_tokenizer(), prefix_block=16, prefix_cache_bytes=3 * block_bytes
+    )
+    cold = TorchEngine(tiny_model(), tiny_tokenizer(), prefix_cache_bytes=0)
+    sampling = params(fmt)
+    for prompt in [*prompts, prompts[0], prompts[1]]:
+        got = asyncio.run(small.generate(prompt, 2, sampling))
+        assert len(small.prefix_cache) == 3 and small.prefix_cache.nbytes == 3 * block_bytes
+        want = asyncio.run(cold.generate(prompt, 2, sampling))
+        assert [s.token_ids for s in got] == [s.token_ids for s in want]
+    assert len(cold.prefix_cache) == 0
+    assert small.prefix_cache.hits == 3 * 16 * (len(prompts) + 1)
+
+
 def test_stop_token_is_kept_and_length_is_reported(engine, fmt, prompts):
     greedy = params(fmt, temperature=0.0, max_new_tokens=10, stop_token_ids=())
     free = asyncio.run(engine.generate(prompts[0], 1, greedy))[0]
