@@ -1,9 +1,9 @@
 """Evaluation: full multi-turn episodes scored by each task's test, and the OOD skill.
 
 Episodes are played by :func:`pivotgym.rollouts.collect`, the loop E2E RL samples with:
-at every turn the prompts of all unfinished episodes go to the engine as one batch, then
-every episode steps its environment concurrently; no episode runs past the model's
-context. Each episode samples with its own seed stream (derived from the seed, the task
+at every turn the prompts of all live episodes (at most ``rollouts.MAX_LIVE``; the next
+start as earlier ones end) go to the engine as one batch, then every live episode steps
+its environment concurrently; no episode runs past the model's context. Each episode samples with its own seed stream (derived from the seed, the task
 and the attempt), so results do not depend on which other episodes share a batch.
 """
 

@@ -119,3 +119,40 @@ def test_no_episode_runs_past_the_model_context(tmp_path: Path) -> None:
     assert rollout.generated_tokens == rollout.turns * len(engine.ids)
     assert rollout.malformed_turns == 0
     assert [m["role"] for m in rollout.messages].count("assistant") == rollout.turns
+
+
+def test_at_most_max_live_episodes_hold_an_environment_and_all_are_played(
+    tmp_path: Path,
+) -> None:
+    task = pivotgym.load_task(make_task(tmp_path))
+    fmt = ChatFormat(tiny_tokenizer())
+    engine = ScriptedEngine(fmt.action_ids(bash_call("wc -l < data.txt > count.txt")))
+    live: set[int] = set()
+    most = 0
+
+    def make_env():
+        env = pivotgym.make("terminal", tasks=[task])
+        reset, close = env.areset, env.aclose
+
+        async def areset(**kwargs):
+            nonlocal most
+            live.add(id(env))
+            most = max(most, len(live))
+            return await reset(**kwargs)
+
+        async def aclose():
+            live.discard(id(env))
+            await close()
+
+        env.areset, env.aclose = areset, aclose
+        return env
+
+    sampling = SamplingParams(1.0, 1.0, -1, 64, tuple(fmt.stop_ids), 0)
+    rollouts = asyncio.run(
+        collect(engine, fmt, make_env, [task], 5, sampling, seed=1, max_turns=2, max_live=2)
+    )
+    assert most == 2 and not live
+    assert [r.index for r in rollouts] == [0, 1, 2, 3, 4]
+    assert all(r.done and r.turns == 2 and r.reward == 1.0 for r in rollouts)
+    # Five episodes of two turns, at most two at a time: the engine saw every turn.
+    assert len(engine.prompts) == 10
