@@ -3,8 +3,9 @@
 Episodes are played by :func:`pivotgym.rollouts.collect`, the loop E2E RL samples with:
 at every turn the prompts of all live episodes (at most ``rollouts.MAX_LIVE``; the next
 start as earlier ones end) go to the engine as one batch, then every live episode steps
-its environment concurrently; no episode runs past the model's context. Each episode samples with its own seed stream (derived from the seed, the task
-and the attempt), so results do not depend on which other episodes share a batch.
+its environment concurrently; no episode runs past the model's context. Each episode
+samples with its own seed stream (derived from the seed, the task and the attempt), so
+results do not depend on which other episodes share a batch (up to floating-point ties).
 """
 
 from __future__ import annotations
