@@ -326,7 +326,9 @@ class TorchEngine(Engine):
             **{self._cache_kwarg: own},
             **self._last_logits_only,
         )
-        for start in range(done, len(prompt) - block + 1, block):
+        # A cache with no room keeps nothing: skip copying blocks it would evict at once.
+        stop = len(prompt) - block + 1 if prefix.max_bytes > 0 else done
+        for start in range(done, stop, block):
             kv = [
                 (
                     layer.keys[0, :, start : start + block].clone(),
