@@ -260,6 +260,7 @@ def test_bad_requests_are_refused(engine, fmt):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bf16_on_gpu_samples_close_to_float32(fmt, prompts, reference):
+    torch.backends.cuda.enable_cudnn_sdp(True)  # an earlier engine may have turned it off
     engine = TorchEngine(tiny_model(), tiny_tokenizer(), device="cuda", dtype=torch.bfloat16)
     groups = asyncio.run(engine.generate_batch(prompts, 4, params(fmt)))
     for prompt, group in zip(prompts, groups, strict=True):
