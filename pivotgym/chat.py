@@ -187,9 +187,10 @@ class ChatFormat:
         their ``arguments`` as ``json.dumps(obj, ensure_ascii=False)``.
 
         A malformed turn (no stop token, an unclosed or stray tag, text between or after
-        calls, bad JSON, a call without a string ``name`` or an object ``arguments``)
-        comes back as ``{"role": "assistant", "content": <raw text>, "parse_error":
-        <reason>}``, which environments and verifiers score 0.
+        calls, bad JSON or JSON nested too deeply to read, a call without a string
+        ``name`` or an object ``arguments``) comes back as ``{"role": "assistant",
+        "content": <raw text>, "parse_error": <reason>}``, which environments and
+        verifiers score 0.
 
         ``parse(action_ids(m))`` gives ``m`` back (content ``None`` as ``""``) as long as
         its text is unchanged by the tokenizer's normaliser (NFC for Qwen tokenizers)
@@ -247,6 +248,8 @@ def _parse_call(payload: str) -> tuple[dict[str, str], str | None]:
         obj = json.loads(payload, parse_constant=_reject_constant)
     except ValueError as exc:
         return {}, f"bad JSON in tool call: {str(exc)[:80]}"
+    except RecursionError:  # json.loads gives up at about 1,000 levels; dumps goes as deep
+        return {}, "tool call JSON nested too deeply"
     if not isinstance(obj, dict):
         return {}, "tool call is not a JSON object"
     name = obj.get("name")

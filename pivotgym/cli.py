@@ -47,11 +47,25 @@ def _summarize(text: str | None, width: int = 70) -> str:
 
 
 async def _demo(env_name: str, sandbox: str | None, turn: int, branches: int) -> int:
+    if branches < 1:
+        raise DataError(f"must be at least 1, got {branches}", field="--branches")
     spec = get_spec(env_name)
     trajectories = load_trajectories(env_name, split=spec.default_split)
-    trajectory = next((t for t in trajectories if t.num_turns > turn + 1), None)
+    # Branch 0 goes on with the recorded turns after the restored one, so that turn
+    # cannot be a trajectory's last.
+    trajectory = next((t for t in trajectories if 0 <= turn < t.num_turns - 1), None)
     if trajectory is None:
-        raise DataError(f"no bundled trajectory of {env_name!r} has more than {turn + 1} turns")
+        longest = max(trajectories, key=lambda t: t.num_turns, default=None)
+        if longest is None or longest.num_turns < 2:
+            raise DataError(
+                f"no bundled trajectory of {env_name!r} has a turn after another", field="--turn"
+            )
+        raise DataError(
+            f"{turn} is out of range: the longest bundled trajectory of {env_name!r} "
+            f"({longest.id}) has {longest.num_turns} assistant turns, and the demo steps the "
+            f"turn after the one it restores: use 0..{longest.num_turns - 2}",
+            field="--turn",
+        )
     env = make(env_name, sandbox=sandbox, tasks=[])
     try:
         obs, info = await env.areset(options={"trajectory": trajectory, "turn": turn})
@@ -270,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--env", default="terminal")
     demo.add_argument("--sandbox", choices=BACKENDS, default=None)
     demo.add_argument("--turn", type=int, default=2, help="assistant turn to restore (from 0)")
-    demo.add_argument("--branches", type=int, default=4)
+    demo.add_argument("--branches", type=int, default=4, help="forks of that state (1 or more)")
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("reap", help="remove sandboxes left by crashed runs").set_defaults(func=cmd_reap)
     serve = sub.add_parser("serve", help="run an SGLang-compatible sampling server")

@@ -2,7 +2,8 @@
 
 Every key has a default, so an empty file (or none) is a valid configuration. An
 unknown key or a value of the wrong type is a :class:`~pivotgym.errors.DataError`
-naming the file and the field; the resolved configuration is saved with every run.
+naming the file, the line (see :mod:`pivotgym.toml_lines`) and the field; the resolved
+configuration is saved with every run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from pivotgym import toml_lines
 from pivotgym.errors import DataError
 
 
@@ -206,18 +208,16 @@ def check_resume(folder: str | Path, config: RunConfig) -> None:
     path = Path(folder) / "config.toml"
     if not path.is_file():
         return
-    try:
-        saved = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise DataError(f"invalid TOML: {exc}", file=path) from None
+    saved, text = toml_lines.read(path)
     for key, was, now in _differences(saved, tomllib.loads(config.dump_toml())):
         if key not in PLACEMENT:
-            raise DataError(
+            error = DataError(
                 f"this run was made with {was!r}, now {now!r}: resume it with the same "
                 "settings, or give another output folder",
                 file=path,
                 field=key,
             )
+            raise toml_lines.locate(error, text)
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = ""):
@@ -236,11 +236,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise DataError("no such config file", file=path)
+        table, text = toml_lines.read(path)
         try:
-            table = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise DataError(f"invalid TOML: {exc}", file=path) from None
-        _apply(config, table, "", str(path))
+            _apply(config, table, "", str(path))
+        except DataError as exc:
+            raise toml_lines.locate(exc, text) from None
     apply_overrides(config, overrides or [])
     return config
 

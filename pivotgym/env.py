@@ -101,8 +101,11 @@ class ToolCall(spaces.Space[Message]):
         if not isinstance(x, dict) or x.get("role") != "assistant":
             return False
         calls = x.get("tool_calls") or []
-        return all(
-            isinstance(c, dict) and c.get("function", {}).get("name") in self.names for c in calls
+        return isinstance(calls, list) and all(
+            isinstance(c, dict)
+            and isinstance(c.get("function"), dict)
+            and c["function"].get("name") in self.names
+            for c in calls
         )
 
     def sample(self, mask: Any = None, probability: Any = None) -> Message:

@@ -153,6 +153,10 @@ def _validate_call(call: Any, at: str, where: dict[str, Any]) -> str:
         raise DataError(
             f"not valid JSON ({exc.msg})", field=f"{at}.function.arguments", **where
         ) from None
+    except RecursionError:  # json.loads gives up at about 1,000 levels
+        raise DataError(
+            "JSON nested too deeply", field=f"{at}.function.arguments", **where
+        ) from None
     if not isinstance(parsed, dict):
         raise DataError("must encode a JSON object", field=f"{at}.function.arguments", **where)
     return call_id
@@ -187,38 +191,55 @@ def parse_trajectory(row: Any, *, file: Path | None = None, line: int | None = N
     )
 
 
-def _open_text(path: Path, mode: str):
-    if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return path.open(mode, encoding="utf-8")
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The lines of a UTF-8 file (gzip-compressed when named ``.gz``), numbered from 1.
+
+    Each line is decoded on its own: a text-mode file decodes whole chunks, so one bad
+    byte would lose the good lines before it and the error would not name its line.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"not valid UTF-8 (byte {exc.start + 1} of the line)", file=path, line=lineno
+                ) from None
+            yield lineno, text
 
 
 def iter_trajectories(path: str | Path) -> Iterator[Trajectory]:
-    """Yield trajectories from a JSONL file (``.jsonl`` or ``.jsonl.gz``), validating each."""
+    """Yield trajectories from a JSONL file (``.jsonl`` or ``.jsonl.gz``), validating each.
+
+    A bad line raises :class:`~pivotgym.errors.DataError` once the lines before it have
+    been yielded.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError("no such trajectory file", file=path)
     seen: dict[str, int] = {}
-    with _open_text(path, "r") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"not valid JSON ({exc.msg} at column {exc.colno})", file=path, line=lineno
-                ) from None
-            trajectory = parse_trajectory(row, file=path, line=lineno)
-            if trajectory.id in seen:
-                raise DataError(
-                    f"duplicate id {trajectory.id!r} (first on line {seen[trajectory.id]})",
-                    file=path,
-                    line=lineno,
-                    field="id",
-                )
-            seen[trajectory.id] = lineno
-            yield trajectory
+    for lineno, raw in _numbered_lines(path):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"not valid JSON ({exc.msg} at column {exc.colno})", file=path, line=lineno
+            ) from None
+        except RecursionError:  # json.loads gives up at about 1,000 levels
+            raise DataError("JSON nested too deeply", file=path, line=lineno) from None
+        trajectory = parse_trajectory(row, file=path, line=lineno)
+        if trajectory.id in seen:
+            raise DataError(
+                f"duplicate id {trajectory.id!r} (first on line {seen[trajectory.id]})",
+                file=path,
+                line=lineno,
+                field="id",
+            )
+        seen[trajectory.id] = lineno
+        yield trajectory
 
 
 def dumps(trajectory: Trajectory) -> str:

@@ -130,6 +130,15 @@ def test_malformed_generations_come_back_with_a_reason(fmt, text, reason) -> Non
     assert message == fmt.parse(fmt.tokenizer.encode(text, add_special_tokens=False))
 
 
+def test_deeply_nested_call_payload_is_malformed_not_a_recursion_error(fmt) -> None:
+    arguments = "[" * 1100 + "]" * 1100
+    text = '<tool_call>\n{"name": "bash", "arguments": ' + arguments + "}\n</tool_call><|im_end|>"
+    message = fmt.parse(text)
+    assert message["role"] == "assistant" and "tool_calls" not in message
+    assert "nested too deeply" in message["parse_error"]
+    assert message == fmt.parse(fmt.tokenizer.encode(text, add_special_tokens=False))
+
+
 def test_a_sample_cut_by_length_is_truncated_even_when_its_text_looks_whole(fmt) -> None:
     ids = fmt.action_ids({"role": "assistant", "content": "Done."})
     sample = Sample(tuple(ids), (0.0,) * len(ids), fmt.decode(ids), "length", "0")

@@ -48,6 +48,27 @@ def test_bad_config_names_the_file_and_field(tmp_path: Path, text, overrides, wo
 
 
 @pytest.mark.parametrize(
+    ("text", "field", "line"),
+    [
+        ("seed = 1\n[train\n", None, 2),
+        ("[train]\nsteps = 5\nstepz = 5\n", "train.stepz", 3),
+        ("[data]\nsplit = 'x'\n\n[train]\nsteps = 'five'\n", "train.steps", 5),
+        ("seed = 1\ntrain = 3\n", "train", 2),
+        ("train.steps = 'x'\n", "train.steps", 1),
+        ("profile = { k = 'x' }\n", "profile.k", 1),
+        ("[train]\nsteps = 1\n[train.more]\nx = 1\n", "train.more", 3),
+    ],
+)
+def test_bad_config_names_the_line(tmp_path: Path, text, field, line) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(DataError) as err:
+        load_config(path)
+    assert (err.value.file, err.value.field, err.value.line) == (str(path), field, line)
+    assert str(err.value).startswith(f"{path}:{line}: ")
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["run", "--env", "nope"],
@@ -73,6 +94,8 @@ def test_a_run_resumes_only_under_the_settings_it_was_made_with(tmp_path: Path) 
     with pytest.raises(DataError) as err:
         check_resume(tmp_path, load_config(overrides=["profile.k=6", "train.lr=2e-4"]))
     assert err.value.file == str(tmp_path / "config.toml") and err.value.field == "profile.k"
+    lines = made.dump_toml().split("\n")
+    assert err.value.line == lines.index("k = 8", lines.index("[profile]")) + 1
     assert "made with 8, now 6" in str(err.value)
     check_resume(tmp_path / "fresh", made)
 

@@ -12,6 +12,8 @@ from gymnasium.utils.env_checker import check_env
 from taskdirs import make_task
 
 import pivotgym
+from pivotgym.env import ToolCall
+from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.errors import DataError, DivergenceError
 from pivotgym.replay import SnapshotCache
 from pivotgym.trajectory import Trajectory
@@ -70,6 +72,19 @@ def test_check_env_passes_on_the_facade(task) -> None:
         check_env(env, skip_render_check=True)
     finally:
         env.close()
+
+
+def test_action_space_rejects_malformed_call_shapes_without_raising() -> None:
+    space = ToolCall(TerminalEnv.tools)
+    assert space.contains(bash("ls"))
+    for calls in (
+        [{"id": "a", "function": "bash"}],
+        [{"id": "a", "function": {"name": ["bash"]}}],
+        ["bash"],
+        "ls",
+        {"function": {"name": "bash"}},
+    ):
+        assert space.contains({"role": "assistant", "content": None, "tool_calls": calls}) is False
 
 
 def test_gymnasium_make_builds_the_terminal_env(task) -> None:

@@ -100,6 +100,19 @@ def test_cli_exits_2_with_one_line_on_bad_input(capsys) -> None:
     assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize("argv", [["--branches", "0"], ["--turn", "99"], ["--turn", "-1"]])
+def test_demo_rejects_bad_counts_with_one_line(argv, capsys) -> None:
+    turns = max(t.num_turns for t in pivotgym.load_trajectories("terminal", split="train"))
+    assert main(["demo", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pivotgym: error: ") and err.count("\n") == 1
+    if argv[0] == "--branches":
+        assert "--branches: must be at least 1, got 0" in err
+    else:
+        assert f"--turn: {argv[1]} is out of range" in err
+        assert f"has {turns} assistant turns" in err and f"0..{turns - 2}" in err
+
+
 def test_cli_lists_environments_and_backends(capsys) -> None:
     assert main(["envs"]) == 0
     out = capsys.readouterr().out

@@ -81,6 +81,8 @@ ORPHAN_TOOL = [
         (good_row(messages=ORPHAN_TOOL), "messages[1].tool_call_id", "matches no call"),
         (with_arguments("{bad"), ARGS, "not valid JSON"),
         (with_arguments("[1]"), ARGS, "JSON object"),
+        (with_arguments("[" * 1100 + "]" * 1100), ARGS, "nested too deeply"),
+        ("[" * 1100 + "]" * 1100, None, "nested too deeply"),
         (with_arguments({"x": 1}), ARGS, "JSON object string"),
         (good_row(id=""), "id", "non-empty string"),
         (good_row(task=None), "task", "required"),
@@ -109,6 +111,23 @@ def test_duplicate_ids_are_rejected(tmp_path: Path) -> None:
 def test_missing_file_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such trajectory file"):
         pivotgym.load_trajectories(tmp_path / "nope.jsonl")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_invalid_utf8_is_a_data_error_after_the_good_lines(tmp_path: Path, suffix: str) -> None:
+    good = [json.dumps(good_row(id=f"t{i}")).encode() + b"\n" for i in range(2)]
+    bad = json.dumps(good_row(id="bad", metadata={"note": "@"})).encode().replace(b"@", b"\xff")
+    data = b"".join(good) + bad + b"\n"
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    loaded = []
+    with pytest.raises(DataError) as err:
+        loaded.extend(pivotgym.iter_trajectories(path))
+    assert [t.id for t in loaded] == ["t0", "t1"]
+    assert (err.value.file, err.value.line) == (str(path), 3)
+    assert str(err.value).startswith(f"{path}:3: ") and "UTF-8" in str(err.value)
+    with pytest.raises(DataError, match="UTF-8"):
+        pivotgym.load_trajectories(path)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])

@@ -34,6 +34,7 @@ from pivotgym.verifiers import (
     restore,
     weighted,
 )
+from pivotgym.verifiers.base import MalformedAction, parse_calls
 from pivotgym.verifiers.schema import SchemaError
 
 run = pivotgym.run_sync
@@ -136,6 +137,32 @@ def test_malformed_actions_score_zero_for_every_verifier(terminal_candidates) ->
     assert "unknown tool 'python'" in verdict.reason
     verdict = run(ToolCall().verify(offline_state(c), MALFORMED["schema"], c.reference))
     assert "command" in verdict.reason
+
+
+def nested(depth: int) -> str:
+    return '{"command": "ls", "x": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize(
+    ("tool_calls", "words"),
+    [
+        ("ls", "not a list"),
+        (["bash"], "not a function call"),
+        ([{"id": "s", "function": "bash"}], "not a function call"),
+        ([{"id": "s", "function": {"name": ["bash"], "arguments": "{}"}}], "not a function call"),
+        ([{"id": "s", "function": {"name": "bash", "arguments": nested(1100)}}], "nested"),
+        # Shallow enough for json.loads, too deep for the recursive canonical form.
+        ([{"id": "s", "function": {"name": "bash", "arguments": nested(900)}}], "nested"),
+        (
+            [{"id": "s", "function": {"name": "bash", "arguments": json.loads(nested(900))}}],
+            "nested",
+        ),
+    ],
+)
+def test_parse_calls_raises_only_malformed_action(tool_calls, words) -> None:
+    action = {"role": "assistant", "content": None, "tool_calls": tool_calls}
+    with pytest.raises(MalformedAction, match=words):
+        parse_calls(action, TOOLS)
 
 
 def test_exact_and_tool_call_on_real_turns(terminal_candidates) -> None:

@@ -132,6 +132,9 @@ class Call:
 def parse_calls(action: Any, tools: Sequence[dict[str, Any]] | None) -> list[Call]:
     """The action's tool calls, checked; :class:`MalformedAction` names what is wrong.
 
+    Whatever the action's shape (a call that is not an object, a name that is not a
+    string, arguments nested too deeply to parse), nothing else is raised.
+
     With ``tools`` ``None`` the names and schemas are not checked (a state without
     tool schemas).
     """
@@ -158,10 +161,13 @@ def parse_calls(action: Any, tools: Sequence[dict[str, Any]] | None) -> list[Cal
         raw = function.get("arguments")
         if raw is None or raw == "":
             raw = "{}"
+        too_deep = f"{where} ({name}): arguments nested too deeply"
         try:
             arguments = json.loads(raw) if isinstance(raw, str) else raw
         except ValueError as exc:
             raise MalformedAction(f"{where} ({name}): bad JSON arguments ({exc})") from None
+        except RecursionError:  # json.loads gives up at about 1,000 levels
+            raise MalformedAction(too_deep) from None
         if not isinstance(arguments, dict):
             raise MalformedAction(f"{where} ({name}): arguments are not a JSON object")
         schema: Any = None
@@ -174,6 +180,8 @@ def parse_calls(action: Any, tools: Sequence[dict[str, Any]] | None) -> list[Cal
             canonical = canonical_arguments(arguments, schema)
         except SchemaError as exc:
             raise MalformedAction(f"{where} ({name}): {exc}") from None
+        except RecursionError:  # the canonical form recurses once a level or more
+            raise MalformedAction(too_deep) from None
         calls.append(Call(name, arguments, canonical, raw if isinstance(raw, str) else ""))
     return calls
 
