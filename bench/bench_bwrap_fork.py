@@ -2,10 +2,12 @@
 
 The parent holds a small realistic workdir (50 files in a few folders). The fork side
 is ``fork(8)`` (snapshot, eight copies, cgroups) and then ``true`` in every fork; the
-bare side starts eight ``bwrap`` processes at once with exactly the argv the backend
-builds for the parent (cgroup join and rlimits included), running ``true``. A third row
-drops the wrappers and starts bwrap alone. Rounds alternate between the sides; the
-table shows medians, the JSON keeps every round.
+bare side starts eight ``bwrap`` processes at once with exactly the command line the
+backend builds for the parent (the sandbox's user, capabilities, seccomp filter,
+launcher and rlimits), running ``true``. A third row starts bwrap as the same user with
+the same binds but without the seccomp filter, the capabilities and the launcher: what
+those flags cost. Rounds alternate between the sides; the table shows
+medians, the JSON keeps every round.
 
     python bench/bench_bwrap_fork.py [--rounds 10] [--n 8]
 """
@@ -46,29 +48,30 @@ async def fork_side(parent: BwrapSandbox, n: int) -> float:
     return elapsed
 
 
-async def _bare_once(argv_for_fd) -> int:
-    read_end, write_end = os.pipe()
+async def _bare_once(command: list[str], fds: list[int], credentials: dict, env: dict) -> int:
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv_for_fd(write_end), pass_fds=(write_end,), start_new_session=True
+            *command, pass_fds=fds, start_new_session=True, env=env, **credentials
         )
     finally:
-        os.close(write_end)
-    code = await proc.wait()
-    os.read(read_end, 4096)
-    os.close(read_end)
-    return code
+        for fd in fds:
+            os.close(fd)
+    return await proc.wait()
 
 
-async def bare_side(parent: BwrapSandbox, n: int, wrappers: bool) -> float:
+async def bare_side(parent: BwrapSandbox, n: int, hardened: bool) -> float:
     env = {**DETERMINISTIC_ENV, **parent.spec.env}
 
-    def argv(fd: int) -> list[str]:
-        full = parent._argv(["true"], parent.spec.workdir, env, fd)
-        return full if wrappers else full[full.index("bwrap") :]
+    def start() -> tuple[list[str], list[int], dict]:
+        if hardened:
+            command, fds = parent._argv(["true"], parent.spec.workdir)
+            return command, fds, parent.backend.credentials
+        options = [o for o in parent._options(parent.spec.workdir) if not o.startswith("CAP_")]
+        options = [o for o in options if o != "--cap-add"]
+        return ["bwrap", *options, "--", "true"], [], parent.backend.credentials
 
     started = time.perf_counter()
-    codes = await asyncio.gather(*(_bare_once(argv) for _ in range(n)))
+    codes = await asyncio.gather(*(_bare_once(*start(), env) for _ in range(n)))
     elapsed = time.perf_counter() - started
     assert codes == [0] * n, codes
     return elapsed
@@ -83,8 +86,10 @@ async def main_async(rounds: int, n: int) -> dict:
         await parent.exec(["sh", "-c", "python3 -m compileall -q . >/dev/null; ls -R | wc -l"])
         sides = {
             f"fork({n}) + true": lambda: fork_side(parent, n),
-            f"{n}x bare bwrap true (backend argv)": lambda: bare_side(parent, n, True),
-            f"{n}x bare bwrap true (bwrap alone)": lambda: bare_side(parent, n, False),
+            f"{n}x bare bwrap true (backend command)": lambda: bare_side(parent, n, True),
+            f"{n}x bare bwrap true (no filter, caps, launcher)": lambda: bare_side(
+                parent, n, False
+            ),
         }
         for run in sides.values():  # warm caches once, unmeasured
             await run()

@@ -1,9 +1,11 @@
 """fork(8) of a Docker sandbox against eight bare ``docker run`` of the same image.
 
 Each side ends with ``true`` executed in all eight containers, so both measure "eight
-containers ready to take a command". The fork side also pays for ``docker commit`` of
-the parent, which the bare side does not need. Rounds alternate between the sides;
-the table shows medians, and the JSON keeps every round.
+containers ready to take a command". The fork side also pays for copying the parent's
+state eight times and for the hardened settings of its containers (read-only root,
+seccomp profile, state binds, an attached stdin), which the bare side does not have.
+Rounds alternate between the sides; the table shows medians, and the JSON keeps every
+round.
 
     python bench/bench_docker_fork.py [--rounds 5] [--n 8]
 """

@@ -19,6 +19,7 @@ from typing import Any
 
 from pivotgym.env import AsyncEnv, Conversation, Message, Observation, ToolCall
 from pivotgym.errors import DataError, DivergenceError, InfraError
+from pivotgym.grading import grade
 from pivotgym.ledger import Ledger
 from pivotgym.replay import (
     POLICIES,
@@ -64,8 +65,8 @@ class SandboxEnv(AsyncEnv):
 
     - ``tasks``: the tasks fresh episodes draw from (a list of :class:`Task`);
     - ``sandbox``: ``"bwrap"`` or ``"docker"`` (default: bwrap where it runs);
-    - ``timeout_s``, ``memory_mb``, ``max_processes``, ``max_output_bytes``, ``disk_mb``:
-      per-exec limits, defaulting to each task's ``task.toml``;
+    - ``timeout_s``, ``memory_mb``, ``max_processes``, ``max_output_bytes``, ``disk_mb``,
+      ``max_files``, ``cpus``: sandbox limits, defaulting to each task's ``task.toml``;
     - ``max_turns``: assistant turns before the episode is truncated (default: the task's);
     - ``divergence``: replay policy, ``"strict"`` (default), ``"lenient"`` or ``"off"``;
     - ``cache``: a :class:`SnapshotCache` to share between environments;
@@ -86,6 +87,8 @@ class SandboxEnv(AsyncEnv):
         max_processes: int | None = None,
         max_output_bytes: int | None = None,
         disk_mb: int | None = None,
+        max_files: int | None = None,
+        cpus: float | None = None,
         max_turns: int | None = None,
         divergence: Divergence = "strict",
         cache: SnapshotCache | None = None,
@@ -105,6 +108,8 @@ class SandboxEnv(AsyncEnv):
             "max_processes": max_processes,
             "max_output_bytes": max_output_bytes,
             "disk_mb": disk_mb,
+            "max_files": max_files,
+            "cpus": cpus,
         }
         self.max_turns_override = max_turns
         self.divergence = divergence
@@ -277,25 +282,55 @@ class SandboxEnv(AsyncEnv):
     # --------------------------------------------------------------------------- step
 
     async def _execute(self, action: Message) -> tuple[list[Message], list[dict[str, Any]], bool]:
-        """Run an assistant message's tool calls; return tool messages, per-call info, finish."""
+        """Run an assistant message's tool calls; return tool messages, per-call info, finish.
+
+        Each call gets one tool message, in order, and one info whose ``error`` is None
+        or why the call did not run: ``"malformed_call"`` (not an object with a
+        ``function`` object whose ``name`` is a string), ``"unknown_tool"``, or
+        ``"invalid_arguments"`` (not a JSON object, nested too deeply to parse, or
+        rejected by the tool). A reply's ``tool_call_id`` is the call's ``id`` when that
+        is a non-empty string, else None.
+
+        ``tool_calls`` absent, null or empty makes no call. Any other value that is not
+        a list (a string, an object) holds no valid call: it gets one
+        ``"malformed_call"`` reply, and the episode goes on as after any bad call.
+        """
+        raw_calls = action.get("tool_calls") or []
+        if not isinstance(raw_calls, list):
+            # Iterating it would invent calls (a string, one per character).
+            content = (
+                "Error: tool_calls must be a list of tool calls, "
+                f"not {type(raw_calls).__name__}; no tool was called."
+            )
+            reply = {"role": "tool", "tool_call_id": None, "content": content}
+            return [reply], [{"tool": None, "error": "malformed_call"}], False
+        known = [t["function"]["name"] for t in self.tools]
         tool_messages: list[Message] = []
         infos: list[dict[str, Any]] = []
         finished = False
-        for call in action.get("tool_calls") or []:
+        for call in raw_calls:
             call_id = call.get("id") if isinstance(call, dict) else None
-            function = call.get("function", {}) if isinstance(call, dict) else {}
-            name = function.get("name")
-            info: dict[str, Any] = {"tool": name, "error": None}
-            if name not in {t["function"]["name"] for t in self.tools}:
-                known = ", ".join(t["function"]["name"] for t in self.tools)
-                content = f"Error: unknown tool {name!r}. Available tools: {known}."
+            call_id = call_id if isinstance(call_id, str) and call_id else None
+            function = call.get("function") if isinstance(call, dict) else None
+            name = function.get("name") if isinstance(function, dict) else None
+            info: dict[str, Any] = {"tool": name if isinstance(name, str) else None, "error": None}
+            if not isinstance(call, dict):
+                content = f"Error: the tool call is not an object (got {type(call).__name__})."
+                info["error"] = "malformed_call"
+            elif not isinstance(name, str):
+                content = 'Error: a tool call needs a "function" object with a string "name".'
+                info["error"] = "malformed_call"
+            elif name not in known:
+                content = f"Error: unknown tool {name!r}. Available tools: {', '.join(known)}."
                 info["error"] = "unknown_tool"
             else:
+                raw = function.get("arguments")
                 try:
-                    arguments = json.loads(function.get("arguments") or "{}")
+                    arguments = json.loads("{}" if raw is None or raw == "" else raw)
                     if not isinstance(arguments, dict):
                         raise ValueError("arguments must be a JSON object")
-                except (json.JSONDecodeError, ValueError, TypeError) as exc:
+                # json.loads raises RecursionError on input nested ~1,000 levels deep.
+                except (ValueError, TypeError, RecursionError) as exc:
                     content = f"Error: tool arguments are not a valid JSON object ({exc})."
                     info["error"] = "invalid_arguments"
                 else:
@@ -356,29 +391,14 @@ class SandboxEnv(AsyncEnv):
         return copy.deepcopy(self.messages), reward, terminated, truncated, info
 
     async def evaluate(self) -> tuple[float, dict[str, Any]]:
-        """Run the task's ``tests/test.sh`` in the sandbox; return the reward in [0, 1].
+        """Score the episode's end state with the task's ``tests/test.sh``; reward in [0, 1].
 
-        The reward is ``/logs/verifier/reward.txt`` when the test writes it, else 1 for
-        exit status 0 and 0 otherwise. Anything the agent left in ``/logs/verifier`` is
-        removed first, so it cannot write its own reward.
+        The test runs apart from the agent's sandbox, on a copy of its working
+        directory only (see :mod:`pivotgym.grading`), so nothing else the agent left
+        behind reaches the grader; ``info["tampering"]`` lists what was aimed at it.
         """
         assert self.sandbox is not None and self.task is not None
-        await self.sandbox.exec(["rm", "-rf", "/logs/verifier", "/tests"], cwd="/")
-        await self.sandbox.upload(self.task.tests_dir, "/tests")
-        result = await self.sandbox.exec(
-            ["bash", "-c", "mkdir -p /logs/verifier && exec bash /tests/test.sh"],
-            timeout_s=self.task.config.verifier_timeout_s,
-        )
-        try:
-            text = (await self.sandbox.read_file("/logs/verifier/reward.txt")).decode().strip()
-            reward = min(1.0, max(0.0, float(text)))
-        except (FileNotFoundError, ValueError):
-            reward = 1.0 if result.exit_code == 0 else 0.0
-        return reward, {
-            "exit_code": result.exit_code,
-            "timed_out": result.timed_out,
-            "output": result.output[-2000:],
-        }
+        return await grade(self.sandbox, self.task)
 
     # --------------------------------------------------------------------- fork/close
 

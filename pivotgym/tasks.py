@@ -24,12 +24,12 @@ import json
 import os
 import shutil
 import tempfile
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from pivotgym import toml_lines
 from pivotgym.errors import DataError
 from pivotgym.sandbox.base import Limits
 
@@ -38,6 +38,7 @@ _PIVOTGYM_KEYS = {
     "exec_timeout_sec": (int, float),
     "max_output_bytes": int,
     "max_processes": int,
+    "max_files": int,
     "max_turns": int,
     "normalize": list,
     "family": str,
@@ -49,14 +50,17 @@ class TaskConfig:
     """The parts of ``task.toml`` that pivotgym acts on.
 
     Harbor's own tables: ``[agent] timeout_sec`` (whole episode), ``[verifier]
-    timeout_sec``, ``[environment] memory_mb, storage_mb, allow_internet``. pivotgym's
-    table ``[pivotgym]``: ``workdir``, ``exec_timeout_sec`` (one command),
-    ``max_output_bytes``, ``max_processes``, ``max_turns``, ``normalize`` (extra regular
-    expressions whose matches are ignored when replayed outputs are compared), ``family``.
+    timeout_sec``, ``[environment] cpus, memory_mb, storage_mb, allow_internet``.
+    pivotgym's table ``[pivotgym]``: ``workdir``, ``exec_timeout_sec`` (one command),
+    ``max_output_bytes``, ``max_processes``, ``max_files`` (files and folders the
+    sandbox's state may hold, with ``storage_mb`` its disk quota), ``max_turns``,
+    ``normalize`` (extra regular expressions whose matches are ignored when replayed
+    outputs are compared), ``family``.
     """
 
     agent_timeout_s: float = 600.0
     verifier_timeout_s: float = 120.0
+    cpus: float = 1.0
     memory_mb: int = 1024
     storage_mb: int = 256
     allow_internet: bool = False
@@ -64,6 +68,7 @@ class TaskConfig:
     exec_timeout_s: float = 30.0
     max_output_bytes: int = 16_384
     max_processes: int = 128
+    max_files: int = 16_384
     max_turns: int = 20
     normalize: tuple[str, ...] = ()
     family: str | None = None
@@ -77,6 +82,8 @@ class TaskConfig:
             "max_processes": self.max_processes,
             "max_output_bytes": self.max_output_bytes,
             "disk_mb": self.storage_mb,
+            "max_files": self.max_files,
+            "cpus": self.cpus,
             "network": self.allow_internet,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -115,19 +122,33 @@ def parse_config(table: Mapping[str, Any], source: Path | str) -> TaskConfig:
             "must be a list of regular expressions", file=source, field="pivotgym.normalize"
         )
     env = table.get("environment", {})
+    # A top-level allow_internet counts when [environment] has none.
+    allow_key = "environment.allow_internet" if "allow_internet" in env else "allow_internet"
     allow = env.get("allow_internet", table.get("allow_internet", False))
     if not isinstance(allow, bool):
-        raise DataError("must be true or false", file=source, field="environment.allow_internet")
+        raise DataError("must be true or false", file=source, field=allow_key)
+    positive = {
+        "environment.cpus": float(get("environment", "cpus", (int, float), 1.0)),
+        "environment.memory_mb": get("environment", "memory_mb", int, 1024),
+        "environment.storage_mb": get("environment", "storage_mb", int, 256),
+        "pivotgym.max_files": extra.get("max_files", 16_384),
+        "pivotgym.max_processes": extra.get("max_processes", 128),
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise DataError(f"must be positive, got {value!r}", file=source, field=name)
     return TaskConfig(
         agent_timeout_s=float(get("agent", "timeout_sec", (int, float), 600.0)),
         verifier_timeout_s=float(get("verifier", "timeout_sec", (int, float), 120.0)),
-        memory_mb=get("environment", "memory_mb", int, 1024),
-        storage_mb=get("environment", "storage_mb", int, 256),
+        cpus=positive["environment.cpus"],
+        memory_mb=positive["environment.memory_mb"],
+        storage_mb=positive["environment.storage_mb"],
         allow_internet=allow,
         workdir=extra.get("workdir", "/app"),
         exec_timeout_s=float(extra.get("exec_timeout_sec", 30.0)),
         max_output_bytes=extra.get("max_output_bytes", 16_384),
-        max_processes=extra.get("max_processes", 128),
+        max_processes=positive["pivotgym.max_processes"],
+        max_files=positive["pivotgym.max_files"],
         max_turns=extra.get("max_turns", 20),
         normalize=normalize,
         family=extra.get("family"),
@@ -182,12 +203,13 @@ def load_task(path: str | Path) -> Task:
         raise DataError("missing instruction.md", file=root)
     toml_file = root / "task.toml"
     table: dict[str, Any] = {}
+    text = ""
     if toml_file.is_file():
-        try:
-            table = tomllib.loads(toml_file.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise DataError(f"invalid TOML: {exc}", file=toml_file) from None
-    config = parse_config(table, toml_file)
+        table, text = toml_lines.read(toml_file)
+    try:
+        config = parse_config(table, toml_file)
+    except DataError as exc:
+        raise toml_lines.locate(exc, text) from None
     if not (root / "tests" / "test.sh").is_file():
         raise DataError("missing tests/test.sh", file=root)
     if (root / "environment").exists() and not (root / "environment").is_dir():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import textwrap
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -62,3 +64,51 @@ def tcp_listener() -> Iterator[int]:
         raise AssertionError(f"the sandbox reached the host listener from {peer}")
     finally:
         listener.close()
+
+
+def _proc_table() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, state letter, command line) for every process on the host."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        args = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+        table[int(entry)] = (int(fields[1]), fields[0].decode(), args)
+    return table
+
+
+def descendants(root: int) -> list[str]:
+    """Every process below ``root`` (zombies included), as 'pid state args'."""
+    table = _proc_table()
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, state, args) in table.items():
+            if ppid == parent:
+                found.append(f"{pid} {state} {args}")
+                frontier.append(pid)
+    return found
+
+
+def leftovers(*texts: str) -> list[str]:
+    """Host processes (but this one) whose command line holds any of ``texts``."""
+    return [f"{pid} {state} {args}" for pid, (_, state, args) in _proc_table().items()
+            if pid != os.getpid() and any(t in args for t in texts)]  # fmt: skip
+
+
+async def sandbox_processes(sb: Any) -> list[str]:
+    """What still runs in sandbox ``sb`` between execs: bwrap's processes are this
+    process's descendants (zombies do not run: a driver killed by another test leaves
+    its namespace inits to this process, a subreaper, until its next reap); a
+    container's are listed from inside (less PID 1 and the listing itself)."""
+    if sb.backend.name == "bwrap":
+        return [p for p in descendants(os.getpid()) if p.split()[1] != "Z"]
+    res = await sb.exec(["ps", "-e", "-o", "pid=,args="])
+    rows = [line.split(None, 1) for line in res.output.splitlines() if line.strip()]
+    return [args for pid, args in rows if pid != "1" and "pid=,args=" not in args]

@@ -69,6 +69,38 @@ def test_malformed_task_dirs_say_what_is_wrong(tmp_path: Path, mutate, words) ->
     assert str(folder) in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("toml", "field", "line"),
+    [
+        ('version = "1.0"\n\n[agent\n', None, 3),
+        ("[verifier]\ntimeout_sec = 30\n[pivotgym]\n# bogus = 2\nbogus = 1\n", "pivotgym.bogus", 5),
+        ("[environment]\nmemory_mb = 256\nstorage_mb = 'lots'\n", "environment.storage_mb", 3),
+        ('version = "1.0"\npivotgym.max_turns = "x"\n', "pivotgym.max_turns", 2),
+        ("environment = { memory_mb = 1, allow_internet = 1 }\n", "environment.allow_internet", 1),
+        ("allow_internet = 1\n", "allow_internet", 1),
+        ("pivotgym = 3\n", "pivotgym", 1),
+        # Text that looks like TOML inside a string or an array is not a key.
+        (
+            'notes = """\n[pivotgym]\nmax_turns = 1\n"""\n[pivotgym]\nmax_turns = "x"\n',
+            "pivotgym.max_turns",
+            6,
+        ),
+        ('[pivotgym]\nnormalize = [\n  ["x"]\n]\nmax_turns = "x"\n', "pivotgym.max_turns", 5),
+        # A key whose name holds a dot reads like a dotted key: no line rather than a guess.
+        ('[pivotgym]\n"max.turns" = 1\n', "pivotgym.max.turns", None),
+    ],
+)
+def test_task_toml_errors_name_the_line(tmp_path: Path, toml, field, line) -> None:
+    folder = make_task(tmp_path)
+    (folder / "task.toml").write_text(toml)
+    with pytest.raises(DataError) as err:
+        pivotgym.load_task(folder)
+    assert err.value.file == str(folder / "task.toml")
+    assert (err.value.field, err.value.line) == (field, line), str(err.value)
+    if line is not None:
+        assert str(err.value).startswith(f"{folder / 'task.toml'}:{line}: ")
+
+
 def test_inline_spec_materializes_once_with_binary_files(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PIVOTGYM_CACHE_DIR", str(tmp_path / "cache"))
     blob = bytes(range(256))

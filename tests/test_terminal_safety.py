@@ -110,3 +110,42 @@ def test_cwd_and_exported_variables_persist(make_env):
     assert out('pwd; echo "$N $FOO"') == "/tmp\n7 a b\n"
     assert out("cd /app/sub; unset FOO; false") == "[exit status 1]"
     assert out('pwd; echo "${FOO:-gone} $N"') == "/app/sub\ngone 7\n"
+
+
+def test_malformed_call_shapes_get_error_replies(make_env):
+    env = make_env()
+    deep = '{"command": ' + "[" * 1100 + "]" * 1100 + "}"
+    action = act(
+        {"id": "list-name", "type": "function", "function": {"name": ["bash"], "arguments": "{}"}},
+        {"id": "str-function", "type": "function", "function": "bash"},
+        "bash",
+        call("bash", deep, "deep"),
+        {
+            "id": ["not", "an", "id"],
+            "function": {"name": "bash", "arguments": '{"command": "echo a"}'},
+        },
+        call("bash", {"command": "echo fine"}, "good"),
+    )
+    obs, reward, terminated, truncated, info = env.step(action)
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    replies = [m for m in obs if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in replies] == ["list-name", "str-function", None, "deep",
+                                                    None, "good"]  # fmt: skip
+    assert [c["error"] for c in info["calls"]] == ["malformed_call", "malformed_call",
+                                                   "malformed_call", "invalid_arguments",
+                                                   None, None]  # fmt: skip
+    assert all(m["content"].startswith("Error: ") for m in replies[:4])
+    assert "name" in replies[0]["content"] and "function" in replies[1]["content"]
+    assert "not an object" in replies[2]["content"] and "JSON" in replies[3]["content"]
+    assert [m["content"] for m in replies[4:]] == ["a\n", "fine\n"]
+
+    # tool_calls that is not a list made no valid call: one error reply, and the episode goes on.
+    obs, reward, terminated, truncated, info = env.step(
+        {"role": "assistant", "content": None, "tool_calls": "ls"}
+    )
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    assert obs[-1]["role"] == "tool" and obs[-2]["role"] == "assistant"
+    assert obs[-1]["tool_call_id"] is None and "tool_calls" in obs[-1]["content"]
+    assert [c["error"] for c in info["calls"]] == ["malformed_call"]
+    obs, _, terminated, _, _ = env.step(bash("echo next"))
+    assert obs[-1]["content"] == "next\n" and not terminated

@@ -1,13 +1,20 @@
 """The sandbox protocol shared by every backend.
 
 A sandbox is an isolated place to run model-written commands: a private writable
-working directory and /tmp over a read-only userland, no network unless allowed, and
-limits on every exec. Backends (``bwrap``, ``docker``) implement :class:`Sandbox` and
-:class:`Backend`; everything above them (environments, replay, verifiers) speaks only
-this protocol.
+working directory, home and /tmp over a read-only userland, no network unless allowed,
+and limits on every exec. Backends (``bwrap``, ``docker``) implement :class:`Sandbox`
+and :class:`Backend`; everything above them (environments, replay, verifiers) speaks
+only this protocol. What a sandbox promises against a hostile command, and how each
+promise is tested, is in ``docs/security.md``.
 
-Lifecycle: ``Backend.create`` returns a live sandbox; ``snapshot`` freezes its writable
-state into a :class:`Snapshot` that ``Backend.create(spec, snapshot=...)`` restores any
+Everything a command can change lives in the sandbox's *state* (see
+:mod:`pivotgym.sandbox.state`): a host directory, shown inside at the workdir, ``/tmp``,
+``/root``, ``/logs``, ``/tests``, ``/run/pivotgym`` and ``/dev/shm``, under one disk
+quota. :meth:`Sandbox.host_dir` gives the host side of those places, so that the
+harness can read a sandbox's state without running anything in it.
+
+Lifecycle: ``Backend.create`` returns a live sandbox; ``snapshot`` freezes its state
+into a :class:`Snapshot` that ``Backend.create(spec, snapshot=...)`` restores any
 number of times; ``fork(n)`` is the shortcut for n independent copies of the live
 state. ``close`` is idempotent. Every sandbox and snapshot is labelled with its owner
 (see :mod:`pivotgym.sandbox.leases`) so a crashed driver's leftovers are reaped at the
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +34,14 @@ from pathlib import Path
 # copied into the workdir.
 IMAGE_RECIPE = "Dockerfile"
 TRUNCATION_MARKER = "\n[... output truncated: {dropped} more bytes ...]\n"
+# One argument of exec(2) is at most MAX_ARG_STRLEN (32 pages) long, NUL included; the
+# whole command line and environment stay well under ARG_MAX (a quarter of the stack).
+MAX_ARG_BYTES = 131_071
+MAX_ARGV_BYTES = 1 << 20
+# Control characters that a terminal would act on (escape sequences, cursor moves,
+# erasing) are shown as escapes in model-facing output; tab, newline and carriage
+# return are text (CRLF files print as they are).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 # Fixed clock and locale inside every sandbox, so that recorded tool outputs replay
 # byte-for-byte (git commit ids depend on the commit date, sort order on the locale).
@@ -54,10 +70,12 @@ class Limits:
     """Resource limits applied to every exec in a sandbox.
 
     ``timeout_s`` bounds wall time of one exec; ``memory_mb`` and ``max_processes``
-    bound what the command and all its children may hold at once; ``disk_mb`` bounds
-    the writable storage (workdir and /tmp together); ``max_output_bytes`` is how much
-    of the combined stdout/stderr is kept (the rest is counted and dropped behind a
-    marker); ``network`` opens the network, which is closed by default.
+    bound what the command and all its children may hold at once; ``cpus`` is the
+    share of CPU time they may use (1.0: one core's worth); ``disk_mb`` and
+    ``max_files`` bound the writable state as a whole (every writable place together,
+    see :mod:`pivotgym.sandbox.state`); ``max_output_bytes`` is how much of the combined
+    stdout/stderr is kept (the rest is counted and dropped behind a marker); ``network``
+    opens the network, which is closed by default.
     """
 
     timeout_s: float = 30.0
@@ -65,10 +83,20 @@ class Limits:
     max_processes: int = 128
     max_output_bytes: int = 16_384
     disk_mb: int = 256
+    max_files: int = 16_384
+    cpus: float = 1.0
     network: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "memory_mb", "max_processes", "max_output_bytes", "disk_mb"):
+        for name in (
+            "timeout_s",
+            "memory_mb",
+            "max_processes",
+            "max_output_bytes",
+            "disk_mb",
+            "max_files",
+            "cpus",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)!r}")
 
@@ -97,7 +125,8 @@ class ExecResult:
     """What one exec did.
 
     ``output`` is stdout and stderr interleaved as the command wrote them, decoded as
-    UTF-8 with replacement, cut at the output limit with :data:`TRUNCATION_MARKER`.
+    UTF-8 with replacement, terminal control characters shown as ``\\xNN`` escapes
+    (see :func:`escape_controls`), cut at the output limit with :data:`TRUNCATION_MARKER`.
     ``exit_code`` is the command's status, or ``None`` when pivotgym killed it (time out);
     a command killed by a signal reports ``128 + signal`` as a shell would.
     ``output_bytes`` counts everything the command wrote, kept or not.
@@ -137,10 +166,39 @@ class OutputCollector:
         return self.total > self._kept
 
     def text(self) -> str:
-        text = b"".join(self._chunks).decode("utf-8", errors="replace")
+        text = escape_controls(b"".join(self._chunks).decode("utf-8", errors="replace"))
         if self.truncated:
             text += TRUNCATION_MARKER.format(dropped=self.total - self._kept)
         return text
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character but tab, newline and carriage return shown
+    as a ``\\xNN`` escape, so that output cannot drive the terminal it is read on."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def check_argv(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Raise ``ValueError`` for a command line that exec(2) would refuse (E2BIG).
+
+    Such a command is the caller's mistake, not a failure of the sandbox, so it is
+    refused before anything starts.
+    """
+    if not argv:
+        raise ValueError("exec needs a command")
+    total = 0
+    for arg in argv:
+        size = len(arg.encode("utf-8", "surrogateescape"))
+        if size > MAX_ARG_BYTES:
+            raise ValueError(
+                f"an argument of {size:,} bytes is over the limit of {MAX_ARG_BYTES:,}"
+            )
+        total += size + 1
+    total += sum(len(k) + len(v) + 2 for k, v in env.items())
+    if total > MAX_ARGV_BYTES:
+        raise ValueError(
+            f"the command line and environment take {total:,} bytes; at most {MAX_ARGV_BYTES:,}"
+        )
 
 
 class Snapshot(abc.ABC):
@@ -196,19 +254,33 @@ class Sandbox(abc.ABC):
         """Copy ``src`` (file or directory) from inside the sandbox to the host path ``dest``."""
 
     @abc.abstractmethod
-    async def snapshot(self) -> Snapshot:
-        """Freeze the current writable state; the sandbox stays usable."""
+    def host_dir(self, inside: str) -> Path:
+        """The host directory behind ``inside``, one of the sandbox's writable places.
 
-    async def fork(self, n: int) -> list[Sandbox]:
+        ``ValueError`` for any other path. It lets the harness read the state without
+        running anything in the sandbox; read it only while no exec runs, and never
+        through what it holds (:func:`pivotgym.sandbox.state.read_tree`): it is the
+        agent's.
+        """
+
+    @abc.abstractmethod
+    async def snapshot(self, keep: Sequence[str] | None = None) -> Snapshot:
+        """Freeze the current state; the sandbox stays usable.
+
+        With ``keep`` (writable places, as inside paths), only those are frozen and the
+        others start empty in a sandbox restored from it.
+        """
+
+    async def fork(self, n: int, *, keep: Sequence[str] | None = None) -> list[Sandbox]:
         """Return ``n`` independent sandboxes in this sandbox's current state.
 
         One snapshot, ``n`` sandboxes started from it concurrently, the snapshot released.
         All or nothing: if any start fails, the ones that started are closed and the first
-        error is raised.
+        error is raised. ``keep`` is as for :meth:`snapshot`.
         """
         if n < 1:
             raise ValueError(f"fork needs n >= 1, got {n}")
-        snap = await self.snapshot()
+        snap = await self.snapshot(keep)
         try:
             made = await asyncio.gather(
                 *(self.backend.create(self.spec, snapshot=snap) for _ in range(n)),

@@ -1,27 +1,32 @@
-"""Bubblewrap sandboxes: the host's userland read-only, private writable state, no network.
+"""Bubblewrap sandboxes: the host's userland read-only, a private state, no network.
 
-Each sandbox owns a host directory (a size-limited tmpfs when running as root, which is
-the disk quota) holding the writable parts bound into every exec:
+Each sandbox owns a state (see :mod:`pivotgym.sandbox.state`): a quota'd tmpfs on the
+host whose folders are bound at the workdir, ``/tmp``, ``/root``, ``/logs``,
+``/tests``, ``/run/pivotgym`` and ``/dev/shm``. Everything else is read-only, so state
+lives only where snapshots and forks see it.
 
-==================  =======================================
-inside              host directory
-==================  =======================================
-``spec.workdir``    ``<sandbox>/work``
-``/tmp``            ``<sandbox>/tmp``
-``/root`` (HOME)    ``<sandbox>/home``
-``/logs``           ``<sandbox>/logs``
-``/tests``          ``<sandbox>/tests``
-``/run/pivotgym``   ``<sandbox>/state``
-==================  =======================================
+Every exec is a fresh ``bwrap`` with all namespaces unshared (user, mount, pid, net,
+ipc, uts, cgroup). Its privileges, deliberately:
 
-Everything else is read-only, so state lives only where snapshots and forks see it.
+- bwrap runs as an unprivileged host user (:func:`sandbox_uid`; the driver's own user
+  when the driver is not root), which is root inside its user namespace and nobody
+  outside it: the read-only binds are locked, host files it can see belong to an
+  unmapped user, and a file it creates on the host belongs to that user;
+- it keeps only the file-ownership capabilities (:data:`seccomp.CAPABILITIES`), which
+  reach only files of its own user, under a seccomp filter (:mod:`.seccomp`) that
+  denies mounts, namespaces, ptrace and the kernel's wider surface;
+- its environment is the sandbox's own fixed one, never the driver's, and its options
+  reach it through a file descriptor (``--args``), so ``/proc/1`` inside shows neither.
 
-Every exec is a fresh ``bwrap`` with all namespaces unshared (user, pid, net, ipc, uts,
-cgroup): when the command exits, its pid namespace dies and takes every child with it,
-so nothing outlives an exec. Memory and process count are limited by a per-sandbox
-cgroup (see :mod:`pivotgym.sandbox.cgroups`), or by rlimits where cgroups are not
-writable; file size by ``RLIMIT_FSIZE``. Snapshots and forks are copies of the writable
-directory, which is small next to the read-only userland it runs on.
+Limits: memory, process count and CPU by a per-sandbox cgroup that bwrap's processes
+are moved into before the command starts (bwrap waits on ``--block-fd`` until then),
+or by rlimits where cgroups are not writable; the size of one file by
+``RLIMIT_FSIZE``; the state as a whole by its tmpfs. When the command exits, its pid
+namespace dies and takes every child with it, so nothing outlives an exec.
+
+The command is started through a launcher that writes one marker byte to the output
+before it execs the command: output without the marker means bwrap itself failed (an
+infrastructure error), and no command can write before its own launcher did.
 """
 
 from __future__ import annotations
@@ -38,35 +43,33 @@ import shutil
 import signal
 import subprocess
 import tarfile
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from pivotgym.errors import InfraError
-from pivotgym.sandbox import leases
+from pivotgym.sandbox import leases, seccomp
 from pivotgym.sandbox.base import (
     DETERMINISTIC_ENV,
-    IMAGE_RECIPE,
     Backend,
     ExecResult,
     OutputCollector,
     Sandbox,
     SandboxSpec,
     Snapshot,
+    check_argv,
 )
-from pivotgym.sandbox.cgroups import CgroupLayout, controller
+from pivotgym.sandbox.cgroups import CgroupLayout, controller, group_name, group_owner_alive
+from pivotgym.sandbox.state import (
+    StateSnapshot,
+    StateStore,
+    default_runtime_dir,
+    host_tool,
+    places,
+    unpack_archive,
+)
 
-FIXED_MTIME = int(DETERMINISTIC_ENV["SOURCE_DATE_EPOCH"])
-_FIXED_MOUNTS = {
-    "/tmp": "tmp",
-    "/root": "home",
-    "/logs": "logs",
-    "/tests": "tests",
-    "/run/pivotgym": "state",
-}
 # The parts of the host's /etc that programs need; the rest (credentials, host config)
 # stays invisible.
 _ETC = (
@@ -97,13 +100,23 @@ _ETC = (
     "services",
 )
 _TRANSFER_LIMIT = 1 << 34  # file transfers are not model output: keep everything
+# The launcher's first byte of output. bwrap's own messages start with "bwrap: ".
+_MARKER = b"\x00"
+# Default host user of sandboxes when the driver is root: far above any user a system
+# allocates, so it owns nothing on the host but the sandboxes' own files.
+DEFAULT_SANDBOX_UID = 2_000_000_000
 
 
-def default_runtime_dir() -> Path:
-    configured = os.environ.get("PIVOTGYM_RUNTIME_DIR")
-    if configured:
-        return Path(configured)
-    return Path(tempfile.gettempdir()) / f"pivotgym-{os.getuid()}"
+def sandbox_uid() -> int:
+    """The host user sandboxes run as: ``PIVOTGYM_SANDBOX_UID``, else
+    :data:`DEFAULT_SANDBOX_UID` for a root driver, else the driver's own user."""
+    if os.geteuid() != 0:
+        return os.getuid()
+    configured = os.environ.get("PIVOTGYM_SANDBOX_UID")
+    uid = int(configured) if configured else DEFAULT_SANDBOX_UID
+    if uid == 0:
+        raise InfraError("PIVOTGYM_SANDBOX_UID must not be 0: sandboxes never run as host root")
+    return uid
 
 
 @functools.cache
@@ -111,70 +124,90 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
-def _mount_tmpfs(path: Path, size_mb: int) -> None:
-    options = f"size={size_mb}m,mode=0755".encode()
-    flags = 0x2 | 0x4  # MS_NOSUID | MS_NODEV
-    if _libc().mount(b"tmpfs", str(path).encode(), b"tmpfs", flags, options) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount tmpfs on {path}: {os.strerror(err)}")
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
-def _unmount(path: Path) -> None:
-    _libc().umount2(str(path).encode(), 2)  # MNT_DETACH; fails harmlessly if not mounted
+async def _read_all(fd: int) -> bytes:
+    """Everything written to the pipe ``fd`` until its writers close it."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    done = loop.create_future()
+
+    def readable() -> None:
+        try:
+            while chunk := os.read(fd, 4096):
+                chunks.append(chunk)
+        except BlockingIOError:
+            return
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+    return b"".join(chunks)
 
 
-def _remove_tree(path: Path) -> None:
-    _unmount(path)
-    shutil.rmtree(path, ignore_errors=True)
+def _parse_child(info: bytes) -> int | None:
+    """The namespace init's pid from bwrap's ``--info-fd`` report, if it got that far."""
+    try:
+        return int(json.loads(info)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
-    # cp -a keeps modes, times and symlinks as symlinks (never following a link the
-    # model planted towards the host).
-    subprocess.run(["cp", "-a", "--", f"{src}/.", f"{dst}/"], check=True, capture_output=True)
+def _child_pid(fd: int) -> int | None:
+    """:func:`_parse_child` of what the pipe ``fd`` holds now (without waiting)."""
+    os.set_blocking(fd, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    return _parse_child(b"".join(chunks))
 
 
-def _stamp(root: Path) -> None:
-    """Give every file a fixed mtime so that listings replay identically."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames + dirnames:
-            os.utime(os.path.join(dirpath, name), (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
-    os.utime(root, (FIXED_MTIME, FIXED_MTIME))
+# Outer bwrap processes this process spawned and has not waited for yet (any backend).
+_in_flight: set[int] = set()
 
 
-async def _reap_namespace_init(info_read: int) -> None:
+def _reap_adopted() -> int:
+    """Wait for finished bwrap processes this process adopted as a subreaper but never
+    spawned: namespace inits of a child process that died before it could wait for
+    them (a killed driver). Returns how many."""
+    reaped = 0
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in _in_flight:
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        state, ppid = rest.split()[:2]
+        if name == "bwrap" and state == "Z" and ppid == me:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(int(entry), os.WNOHANG)
+                reaped += 1
+    return reaped
+
+
+async def _reap_namespace_init(child: int) -> None:
     """Wait for the sandbox's pid-namespace init, which bwrap leaves behind as an orphan.
 
     bwrap exits as soon as its namespace init reports the command's status, before that
     init has exited; the orphan is re-parented to this process (a child subreaper, see
     ``BwrapBackend``) and must be waited for here, or zombies pile up.
     """
-    try:
-        info = os.read(info_read, 4096)
-    finally:
-        os.close(info_read)
-    try:
-        child = int(json.loads(info)["child-pid"])
-    except (ValueError, KeyError, TypeError):
-        return
     with contextlib.suppress(ChildProcessError):
         await asyncio.to_thread(os.waitpid, child, 0)
-
-
-class BwrapSnapshot(Snapshot):
-    def __init__(self, backend: BwrapBackend, snap_id: str, path: Path, spec: SandboxSpec) -> None:
-        self.backend = backend
-        self.id = snap_id
-        self.path = path
-        self.spec = spec
-        self._released = False
-
-    async def release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        self.backend._snapshots.pop(self.id, None)
-        await asyncio.to_thread(self.backend._discard, self.path)
 
 
 class BwrapSandbox(Sandbox):
@@ -183,34 +216,27 @@ class BwrapSandbox(Sandbox):
         self.id = sandbox_id
         self.root = root
         self.spec = spec
+        self.group = group_name(sandbox_id, backend.store.owner)
         self._closed = False
         self._procs: set[int] = set()
-        self._mounts = {spec.workdir: "work", **_FIXED_MOUNTS}
+        self._places = places(spec.workdir)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def _argv(
-        self, argv: Sequence[str], cwd: str, env: Mapping[str, str], info_fd: int
-    ) -> list[str]:
+    def host_dir(self, inside: str) -> Path:
+        sub = self._places.get(os.path.normpath(inside))
+        if sub is None:
+            raise ValueError(f"{inside} is not a writable place of sandbox {self.id}")
+        return self.root / sub
+
+    def _options(self, cwd: str) -> list[str]:
         limits = self.spec.limits
-        cmd: list[str] = []
-        cg = self.backend.cgroups
-        if cg is not None:
-            # Join the sandbox's cgroups before bwrap starts, so no child can escape them.
-            procs = [str(p) for p in cg.procs_files(self.id)]
-            script = (
-                'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; '
-                'shift; n=$((n-1)); done; exec "$@"'
-            )
-            cmd += ["/bin/sh", "-c", script, "sh", str(len(procs)), *procs]
-        cmd += ["prlimit", f"--fsize={limits.disk_mb * 1024 * 1024}"]
-        if cg is None:
-            cmd += [f"--as={limits.memory_mb * 1024 * 1024}", f"--nproc={limits.max_processes}"]
-        cmd += ["--", "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
+        cmd = ["--unshare-all", "--die-with-parent", "--new-session"]
         cmd += ["--unshare-user", "--uid", "0", "--gid", "0", "--hostname", "sandbox"]
-        cmd += ["--info-fd", str(info_fd)]
+        for cap in seccomp.CAPABILITIES:
+            cmd += ["--cap-add", f"CAP_{cap}"]
         if limits.network:
             cmd += ["--share-net"]
         cmd += ["--ro-bind", "/usr", "/usr"]
@@ -223,15 +249,41 @@ class BwrapSandbox(Sandbox):
             if os.path.lexists(f"/etc/{name}"):
                 cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
         cmd += ["--proc", "/proc", "--dev", "/dev", "--symlink", "/tmp", "/var/tmp"]
-        for inside, sub in self._mounts.items():
+        for inside, sub in self._places.items():
             cmd += ["--bind", str(self.root / sub), inside]
-        # The root is bwrap's scratch tmpfs: a write there would succeed and then vanish
-        # with the exec (and escape the disk quota), so it fails loudly instead.
-        cmd += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
-        for key, value in env.items():
-            cmd += ["--setenv", key, value]
-        cmd += ["--", *argv]
+        # bwrap's /dev and root are scratch tmpfs mounts: a write there would succeed,
+        # escape the disk quota and vanish with the exec, so it fails loudly instead.
+        cmd += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", cwd]
         return cmd
+
+    def _argv(self, argv: Sequence[str], cwd: str) -> tuple[list[str], list[int]]:
+        """The host command line of one exec, and the descriptors it inherits (made for
+        it: the caller closes them once bwrap started)."""
+        # The options (host paths among them) reach bwrap through a descriptor, so that
+        # its command line, which the sandbox can read as /proc/1/cmdline, shows only
+        # the command.
+        options = b"".join(o.encode("utf-8", "surrogateescape") + b"\0" for o in self._options(cwd))
+        args_fd = _memfd("bwrap-args", options)
+        filter_fd = _memfd("bwrap-seccomp", seccomp.bpf_program())
+        command = [host_tool("bwrap"), "--seccomp", str(filter_fd), "--args", str(args_fd)]
+        command += ["--", "/bin/sh", "-c", self._launcher(), "sh", *argv]
+        return command, [args_fd, filter_fd]
+
+    def _launcher(self) -> str:
+        """The script that starts every command: rlimits, then the marker, then exec.
+
+        The rlimits are set here, by the sandbox's own first process, because the driver
+        may lack the capability to set another user's; nothing inside can raise them
+        again (no CAP_SYS_RESOURCE). A limit that cannot be set leaves no marker.
+        """
+        limits = self.spec.limits
+        settings = [f"ulimit -f {limits.disk_mb * 2048}"]  # 512-byte blocks
+        if self.backend.cgroups is None:
+            settings += [
+                f"ulimit -v {limits.memory_mb * 1024}",
+                f"ulimit -p {limits.max_processes}",
+            ]
+        return " && ".join(settings) + " || exit 125; printf '\\000'; exec \"$@\""
 
     async def exec(
         self,
@@ -262,8 +314,11 @@ class BwrapSandbox(Sandbox):
             raise InfraError(f"sandbox {self.id} is closed")
         timeout = self.spec.limits.timeout_s if timeout_s is None else timeout_s
         full_env = {**DETERMINISTIC_ENV, **self.spec.env, **(env or {})}
+        check_argv(argv, full_env)
+        command, fds = self._argv(argv, cwd or self.spec.workdir)
         info_read, info_write = os.pipe()
-        command = self._argv(argv, cwd or self.spec.workdir, full_env, info_write)
+        block_read, block_write = os.pipe()
+        command[1:1] = ["--info-fd", str(info_write), "--block-fd", str(block_read)]
         out = collector or OutputCollector(limit)
         start = time.perf_counter()
         try:
@@ -273,19 +328,39 @@ class BwrapSandbox(Sandbox):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                pass_fds=(info_write,),
+                pass_fds=(*fds, info_write, block_read),
+                env=full_env,
+                **self.backend.credentials,
             )
         except OSError as exc:
-            os.close(info_read)
+            for fd in (info_read, block_write):
+                os.close(fd)
             raise InfraError(f"cannot start bwrap: {exc}") from exc
         finally:
-            os.close(info_write)
+            for fd in (*fds, info_write, block_read):
+                os.close(fd)
         self._procs.add(proc.pid)
+        _in_flight.add(proc.pid)
+        # Closed exactly once: a second close could hit a descriptor another thread has
+        # opened since under the same number.
+        pending = {info_read, block_write}
+
+        def close(fd: int) -> None:
+            if fd in pending:
+                pending.discard(fd)
+                os.close(fd)
+
         timed_out = False
+        child: int | None = None
+        started: list[bool] = []  # whether the output began with the launcher's marker
+        confine_error: list[BaseException] = []
 
         async def pump() -> None:
             assert proc.stdout is not None
             while chunk := await proc.stdout.read(65536):
+                if not started:
+                    started.append(chunk[:1] == _MARKER)
+                    chunk = chunk[1:] if started[0] else chunk
                 out.feed(chunk)
                 # A reader with buffered data returns without suspending; yield so that
                 # the timeout can fire during an output flood.
@@ -299,32 +374,58 @@ class BwrapSandbox(Sandbox):
                 await proc.stdin.drain()
             proc.stdin.close()
 
+        async def launch() -> None:
+            # bwrap reports its namespace init, then waits on the block fd; the command
+            # starts only once both processes are under the sandbox's limits.
+            nonlocal child
+            child = _parse_child(await _read_all(info_read))
+            close(info_read)
+            try:
+                if child is not None:
+                    self.backend._confine(self, child)
+                    os.write(block_write, b"x")
+            except OSError as exc:  # bwrap already died, or the limits could not be set
+                confine_error.append(exc)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            finally:
+                close(block_write)
+
         try:
-            await asyncio.wait_for(asyncio.gather(feed(), pump(), proc.wait()), timeout)
+            await asyncio.wait_for(asyncio.gather(launch(), feed(), pump(), proc.wait()), timeout)
         except TimeoutError:
             timed_out = True
         finally:
             if proc.returncode is None and self.backend.cgroups is not None:
-                self.backend.cgroups.kill(self.id)  # tini stays outside and reaps them
+                self.backend.cgroups.kill(self.group)
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
             # asyncio reports the exit only once the pipe is at EOF, and a flooded reader
             # has paused reading: drain what is left so the EOF is seen.
             assert proc.stdout is not None
-            while await proc.stdout.read(65536):
-                pass
+            while chunk := await proc.stdout.read(65536):
+                if not started:
+                    started.append(chunk[:1] == _MARKER)
             await proc.wait()
             self._procs.discard(proc.pid)
-            await _reap_namespace_init(info_read)
+            _in_flight.discard(proc.pid)
+            if child is None and info_read in pending:
+                # Cut off before the launch read it (a time out): bwrap wrote it long since.
+                child = _child_pid(info_read)
+            for fd in list(pending):
+                close(fd)
+            if child is not None:
+                await _reap_namespace_init(child)
         duration = time.perf_counter() - start
+        if confine_error or (not timed_out and not (started and started[0])):
+            why = f" ({confine_error[0]})" if confine_error else ""
+            raise InfraError(f"sandbox {self.id}: bwrap failed{why}: {out.text().strip()[:500]}")
         code = proc.returncode
         if timed_out:
             code = None
         elif code is not None and code < 0:
             code = 128 - code
-        if code == 1 and out.total < 4096 and out.text().startswith("bwrap: "):
-            raise InfraError(f"sandbox {self.id}: {out.text().strip()}")
         return ExecResult(
             output=out.text(),
             exit_code=code,
@@ -371,22 +472,23 @@ class BwrapSandbox(Sandbox):
             else:
                 tar.add(src, arcname=PurePosixPath(dest).name)
                 dest = str(PurePosixPath(dest).parent)
-        script = 'mkdir -p -- "$1" && tar -x -m -C "$1" -f -'
+        # --no-same-owner: the files belong to the sandbox's root, whoever owned them here.
+        script = 'mkdir -p -- "$1" && tar -x -m --no-same-owner -C "$1" -f -'
         await self._transfer(["sh", "-c", script, "sh", dest], stdin=buf.getvalue())
 
     async def download(self, src: str, dest: Path) -> None:
         script = 'cd -- "$(dirname -- "$1")" && tar -c -f - -- "$(basename -- "$1")"'
         data = await self._transfer(["sh", "-c", script, "sh", src])
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            members = tar.getmembers()
-            top = members[0].name if members else ""
-            with tempfile.TemporaryDirectory() as tmp:
-                tar.extractall(tmp, filter="data")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(os.path.join(tmp, top), dest)
+            await asyncio.to_thread(unpack_archive, tar, dest)
 
-    async def snapshot(self) -> BwrapSnapshot:
-        return await asyncio.to_thread(self.backend._snapshot_sync, self)
+    async def snapshot(self, keep: Sequence[str] | None = None) -> StateSnapshot:
+        if self._closed:
+            raise InfraError(f"sandbox {self.id} is closed")
+        try:
+            return await asyncio.to_thread(self.backend.store.freeze, self.root, self.spec, keep)
+        except OSError as exc:
+            raise InfraError(f"snapshot of {self.id} failed: {exc}") from exc
 
     async def close(self) -> None:
         if self._closed:
@@ -400,9 +502,9 @@ class BwrapSandbox(Sandbox):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         if self.backend.cgroups is not None:
-            self.backend.cgroups.remove(self.id)
+            self.backend.cgroups.remove(self.group)
         self.backend._sandboxes.pop(self.id, None)
-        self.backend._discard(self.root)
+        self.backend.store.discard(self.root)
 
 
 class _RawCollector(OutputCollector):
@@ -424,26 +526,42 @@ class BwrapBackend(Backend):
     name = "bwrap"
 
     def __init__(self, runtime_dir: Path | None = None) -> None:
-        self.runtime = runtime_dir or default_runtime_dir()
-        self.owner = leases.owner_token()
+        self.uid = sandbox_uid()
+        self.store = StateStore(runtime_dir or default_runtime_dir() / self.name, self.uid)
         self.cgroups: CgroupLayout | None = controller()
-        self.quota = os.geteuid() == 0  # tmpfs mounts, i.e. a real disk quota, need root
+        # As root, bwrap drops to the sandbox user; as anyone else it runs as them.
+        self.credentials: dict[str, object] = (
+            {"user": self.uid, "group": self.uid, "extra_groups": []} if os.geteuid() == 0 else {}
+        )
         self._sandboxes: dict[str, BwrapSandbox] = {}
-        self._snapshots: dict[str, BwrapSnapshot] = {}
         self._started = False
         self._start_lock = threading.Lock()
         leases.register_backend(self)
+
+    @property
+    def runtime(self) -> Path:
+        return self.store.runtime
+
+    @property
+    def quota(self) -> bool:
+        return self.store.quota
 
     @classmethod
     @functools.cache
     def available(cls) -> str | None:
         if shutil.which("bwrap") is None:
             return "bwrap is not installed (apt-get install bubblewrap)"
+        try:
+            seccomp.bpf_program()
+        except seccomp.UnsupportedArchitecture as exc:
+            return str(exc)
+        # --as-pid-1: bwrap waits for the probe itself, so no namespace init is orphaned.
         probe = subprocess.run(
             [
                 "bwrap",
                 "--unshare-all",
                 "--unshare-user",
+                "--as-pid-1",
                 "--ro-bind",
                 "/usr",
                 "/usr",
@@ -465,6 +583,7 @@ class BwrapBackend(Backend):
             capture_output=True,
             text=True,
             check=False,
+            user=sandbox_uid() if os.geteuid() == 0 else None,
         )
         if probe.returncode != 0:
             return f"bwrap cannot create namespaces here: {probe.stderr.strip()}"
@@ -478,102 +597,71 @@ class BwrapBackend(Backend):
             # Become the reaper of orphaned descendants (bwrap's namespace inits): without
             # it they go to pid 1, which inside many containers never reaps them.
             _libc().prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-            for sub in ("sandboxes", "snapshots"):
-                (self.runtime / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.store.prepare()
             self.reap()
             leases.register_backend(self)
 
-    def _claim(self, kind: str) -> tuple[str, Path]:
-        item_id = uuid.uuid4().hex[:12]
-        path = self.runtime / kind / item_id
-        # The owner file comes first: whatever follows, a crash leaves something reapable.
-        (self.runtime / kind / f"{item_id}.owner").write_text(self.owner)
-        path.mkdir()
-        return item_id, path
+    def _confine(self, sandbox: BwrapSandbox, child: int) -> None:
+        """Move an exec's processes into the sandbox's cgroups before its command starts.
 
-    def _discard(self, path: Path) -> None:
-        _remove_tree(path)
-        with contextlib.suppress(FileNotFoundError):
-            path.with_name(path.name + ".owner").unlink()
+        Only the namespace's init is moved (every process of the command descends from
+        it): bwrap's outer process is a monitor the sandbox cannot reach, and each
+        cgroup v1 move costs about a millisecond.
+        """
+        if self.cgroups is not None:
+            self.cgroups.join(sandbox.group, child)
 
-    def _create_sync(self, spec: SandboxSpec, snapshot: BwrapSnapshot | None) -> BwrapSandbox:
+    def _create_sync(self, spec: SandboxSpec, snapshot: StateSnapshot | None) -> BwrapSandbox:
         self._ensure_started()
-        sandbox_id, root = self._claim("sandboxes")
         try:
-            if self.quota:
-                _mount_tmpfs(root, spec.limits.disk_mb)
+            places(spec.workdir)
             if snapshot is not None:
-                _copy_tree(snapshot.path, root)
+                sandbox_id, root = self.store.restore(snapshot)
             else:
-                for sub in {"work", *_FIXED_MOUNTS.values()}:
-                    (root / sub).mkdir()
-                (root / "tmp").chmod(0o1777)
-                if spec.files is not None:
-                    shutil.copytree(
-                        spec.files,
-                        root / "work",
-                        symlinks=True,
-                        dirs_exist_ok=True,
-                        ignore=lambda d, names: [IMAGE_RECIPE] if Path(d) == spec.files else [],
-                    )
-                _stamp(root / "work")
-            if self.cgroups is not None:
-                self.cgroups.create(sandbox_id, spec.limits.memory_mb, spec.limits.max_processes)
+                sandbox_id, root = self.store.create(spec)
+        except ValueError:
+            raise
         except Exception as exc:
-            if self.cgroups is not None:
-                self.cgroups.remove(sandbox_id)
-            self._discard(root)
             raise InfraError(f"cannot create bwrap sandbox: {exc}") from exc
         sandbox = BwrapSandbox(self, sandbox_id, root, spec)
+        try:
+            if self.cgroups is not None:
+                limits = spec.limits
+                self.cgroups.create(
+                    sandbox.group, limits.memory_mb, limits.max_processes, limits.cpus
+                )
+        except Exception as exc:
+            if self.cgroups is not None:
+                self.cgroups.remove(sandbox.group)
+            self.store.discard(root)
+            raise InfraError(f"cannot create bwrap sandbox: {exc}") from exc
         self._sandboxes[sandbox_id] = sandbox
         return sandbox
 
     async def create(self, spec: SandboxSpec, *, snapshot: Snapshot | None = None) -> BwrapSandbox:
         if snapshot is not None:
-            if not isinstance(snapshot, BwrapSnapshot) or snapshot._released:
+            if (
+                not isinstance(snapshot, StateSnapshot)
+                or snapshot.store is not self.store
+                or snapshot.released
+            ):
                 raise InfraError(f"snapshot {snapshot.id} is not a live bwrap snapshot")
             spec = snapshot.spec
         return await asyncio.to_thread(self._create_sync, spec, snapshot)
 
-    def _snapshot_sync(self, sandbox: BwrapSandbox) -> BwrapSnapshot:
-        if sandbox.closed:
-            raise InfraError(f"sandbox {sandbox.id} is closed")
-        snap_id, path = self._claim("snapshots")
-        try:
-            _copy_tree(sandbox.root, path)
-        except subprocess.CalledProcessError as exc:
-            self._discard(path)
-            raise InfraError(f"snapshot of {sandbox.id} failed: {exc.stderr!r}") from exc
-        snap = BwrapSnapshot(self, snap_id, path, sandbox.spec)
-        self._snapshots[snap_id] = snap
-        return snap
-
     def reap(self) -> int:
-        removed = 0
-        for kind in ("sandboxes", "snapshots"):
-            folder = self.runtime / kind
-            if not folder.is_dir():
-                continue
-            for owner_file in folder.glob("*.owner"):
-                item_id = owner_file.name.removesuffix(".owner")
-                try:
-                    token = owner_file.read_text()
-                except OSError:
-                    continue
-                if leases.owner_alive(token):
-                    continue
-                if kind == "sandboxes" and self.cgroups is not None:
-                    self.cgroups.remove(item_id)
-                self._discard(folder / item_id)
-                removed += 1
+        # A group names its owner, so it is found even when its state is already gone
+        # (a crash between the two removals) or lives in another runtime directory.
+        removed = self.store.reap()
+        _reap_adopted()
+        if self.cgroups is not None:
+            for name in self.cgroups.names():
+                if not group_owner_alive(name):
+                    self.cgroups.remove(name)
         return removed
 
     def close_all_sync(self) -> None:
         for sandbox in list(self._sandboxes.values()):
             with contextlib.suppress(Exception):
                 sandbox._close_sync()
-        for snap in list(self._snapshots.values()):
-            with contextlib.suppress(Exception):
-                snap._released = True
-                self._discard(snap.path)
-        self._snapshots.clear()
+        self.store.discard_snapshots()

@@ -50,7 +50,12 @@ def owner_alive(token: str) -> bool:
         return False
     if host != socket.gethostname():
         return True
-    return _start_time(pid_i) == start
+    return process_running(pid_i, start)
+
+
+def process_running(pid: int, start: str) -> bool:
+    """Whether process ``pid`` of this host runs and started at ``start`` (no pid reuse)."""
+    return _start_time(pid) == start
 
 
 _backends: list[Backend] = []

@@ -3,16 +3,18 @@
 For an environment that can fork (the terminal), the action is locally acceptable when
 it does to the world what the expert's action did. Each action runs in its own branch
 of the restored state (through the environment's tool hook, without the episode
-bookkeeping: no turn counting and no end-of-episode test), then one command in the
-branch measures the effect:
+bookkeeping: no turn counting and no end-of-episode test), then the host reads the
+branch's state to measure the effect. Nothing runs in the branch to measure it: no
+program the action replaced or configured (a repository's file-system monitor, say)
+takes part, and the host reads the tree without following any link
+(:func:`pivotgym.sandbox.state.read_tree`). The effect:
 
 - ``files``: the working directory's tree: every path with its type and permission
   bits, the sha256 of each regular file, the target of each symlink. Times, sizes of
   directories and owners are left out (they differ between identical runs), a git
-  index counts by what it stages (``git ls-files --stage``), not by its stat cache, and
-  a zip archive by its members (size, CRC and name of each, in any order), not by its
-  bytes, which hold access times that reading the members moves.
-  ``/run/pivotgym`` (the shell-state folder) is never part of it.
+  index counts by what it stages (mode, object id, stage and path of each entry), not
+  by its stat cache, and a zip archive by its members (size, CRC and name of each, in
+  any order), not by its bytes, which hold access times that reading the members moves.
 - ``shell``: the working directory and the exported variables the terminal carries to
   the next command (``/run/pivotgym``), less ``OLDPWD``, ``PWD``, ``SHLVL`` and ``_``,
   which record how the shell moved rather than where it is.
@@ -35,22 +37,31 @@ computed once per candidate id and cached (bounded, least recently used): K samp
 a candidate cost K + 1 branch executions. :meth:`Execution.verify_many` forks every
 branch it needs in one ``afork`` (one snapshot of the state, then one copy a branch).
 Every branch is closed before the verdict returns, on errors and time-outs too. A
-branch that cannot be made or measured is an infrastructure failure, never a 0.
+branch that cannot be made, or the demonstration's branch failing to run or be
+measured, is an infrastructure failure, never a 0. A sample whose own branch failed
+while the demonstration's was measured scores 0 with the failure as its reason: the
+sample broke its own sandbox, and masking that would reward it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import re
+import struct
 import time
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pivotgym.errors import InfraError
 from pivotgym.replay import Normalizer
 from pivotgym.sandbox.base import DETERMINISTIC_ENV
+from pivotgym.sandbox.state import TreeEntry, read_small_file, read_tree
 from pivotgym.verifiers.base import (
     Call,
     MalformedAction,
@@ -67,35 +78,9 @@ from pivotgym.verifiers.match import compare_names
 from pivotgym.verifiers.schema import canonical_json
 
 STATE_DIR = "/run/pivotgym"
-EFFECT_FILE = "/tmp/.pivotgym-effect"
 IGNORED_VARIABLES = frozenset({"OLDPWD", "PWD", "SHLVL", "_"})
 COMPONENTS = ("files", "shell", "exit", "output")
-
-# $1 is the workdir. Sections are NUL-separated: cwd, env, the tree as pairs
-# (type, mode, path; link target), "sha256  path" of each regular file, then pairs
-# (path of a git index; hash of what it stages), then pairs (path of a zip archive; hash
-# of its members' sizes, CRCs and names).
-MEASURE = f"""
-cd -- "$1" 2>/dev/null || {{ printf 'no workdir'; exit 97; }}
-printf 'cwd\\0'; cat {STATE_DIR}/cwd 2>/dev/null; printf '\\0'
-printf 'env\\0'; cat {STATE_DIR}/env 2>/dev/null; printf '\\0'
-printf 'tree\\0'; find . -mindepth 1 -printf '%y %m %P\\0%l\\0' 2>/dev/null
-printf 'hash\\0'; find . -type f -exec sha256sum -z -- {{}} + 2>/dev/null
-printf 'gitindex\\0'; find . -path '*/.git/index' -type f -print0 2>/dev/null |
-while IFS= read -r -d '' f; do
-    printf '%s\\0' "${{f#./}}"
-    git --git-dir="${{f%/index}}" ls-files --stage 2>/dev/null | sha256sum; printf '\\0'
-done
-printf 'zip\\0'; command -v unzip >/dev/null &&
-find . -type f -exec grep -lZ --binary-files=binary -m1 '^PK' {{}} + 2>/dev/null |
-while IFS= read -r -d '' f; do
-    members=$(unzip -lv -- "$f" 2>/dev/null |
-        awk 'length($7) == 8 && $7 ~ /^[0-9a-f]+$/ {{ $2=$3=$4=$5=$6=""; print }}' | sort)
-    [ -n "$members" ] || continue
-    printf '%s\\0' "${{f#./}}"; printf '%s' "$members" | sha256sum; printf '\\0'
-done
-printf 'end\\0'
-"""
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 @dataclass(frozen=True)
@@ -334,23 +319,15 @@ class Execution(Verifier):
     async def _measure(self, state: State, branch: Any) -> Effect:
         sandbox = branch.sandbox
         workdir = sandbox.spec.workdir
+        baseline = {**DETERMINISTIC_ENV, **sandbox.spec.env}
         started = time.perf_counter()
         try:
-            result = await sandbox.exec(["bash", "-c", MEASURE, "bash", workdir], cwd="/")
-            text = result.output
-            if result.truncated:  # a large tree: fetch the listing as a file instead
-                script = f"{{ {MEASURE}\n}} > {EFFECT_FILE}"
-                await sandbox.exec(["bash", "-c", script, "bash", workdir], cwd="/")
-                text = (await sandbox.read_file(EFFECT_FILE)).decode("utf-8", "replace")
-                await sandbox.exec(["rm", "-f", EFFECT_FILE], cwd="/")
+            work, shell = sandbox.host_dir(workdir), sandbox.host_dir(STATE_DIR)
+            return await asyncio.to_thread(measure, work, shell, workdir, baseline)
+        except OSError as exc:
+            raise InfraError(f"measuring the effect failed: {exc}") from exc
         finally:
             self.stats.measure_s += time.perf_counter() - started
-        if result.exit_code != 0 or not text.endswith("end\0"):
-            raise InfraError(
-                f"measuring the effect failed (exit {result.exit_code}): {text[-200:]!r}"
-            )
-        baseline = {**DETERMINISTIC_ENV, **sandbox.spec.env}
-        return parse_measure(text, workdir, baseline)
 
     # ------------------------------------------------------------------ comparison
 
@@ -370,7 +347,10 @@ class Execution(Verifier):
 
     def _compare(self, expert: ExpertEffect, sample: Effect | str | BaseException) -> Verdict:
         if isinstance(sample, BaseException):
-            return infra(f"{self.name}: {type(sample).__name__}: {str(sample)[:300]}")
+            # The demonstration's branch ran and was measured, so the sandbox works: the
+            # sample broke its own (see the module docstring).
+            reason = f"the action's branch failed: {type(sample).__name__}: {str(sample)[:300]}"
+            return failed(reason, branch_failed=True)
         if isinstance(sample, str):
             return failed(f"malformed action: {sample}")
         want = expert.effect
@@ -431,49 +411,119 @@ def parse_exports(text: str) -> dict[str, str]:
     }
 
 
-def parse_measure(text: str, workdir: str, baseline: Mapping[str, str] | None = None) -> Effect:
-    """The :class:`Effect` (files and shell state) from the output of :data:`MEASURE`.
+def measure(
+    work: Path, shell: Path, workdir: str, baseline: Mapping[str, str] | None = None
+) -> Effect:
+    """The :class:`Effect` (files and shell state) of a sandbox's state, read on the host.
 
-    Before the first command no shell state is saved yet: the shell then stands in the
-    workdir with the sandbox's environment, ``baseline``.
+    ``work`` is the host side of the working directory, ``shell`` that of the terminal's
+    state folder (:data:`STATE_DIR`). Before the first command no shell state is saved
+    yet: the shell then stands in ``workdir`` with the sandbox's environment, ``baseline``.
     """
-    tokens = text.split("\0")
-    if tokens[:1] != ["cwd"] or tokens[2:3] != ["env"] or tokens[4:5] != ["tree"]:
-        raise InfraError(f"unreadable effect listing: {text[:200]!r}")
-    cwd = tokens[1].strip() or workdir
-    env = parse_exports(tokens[3]) if tokens[3].strip() else dict(baseline or {})
-    files: dict[str, str] = {}
-    i = 5
-    while i < len(tokens) and tokens[i] != "hash":
-        kind, mode, path = tokens[i].split(" ", 2)
-        target = tokens[i + 1] if i + 1 < len(tokens) else ""
-        files[path] = f"{kind} {mode}" + (f" -> {target}" if kind == "l" else "")
-        i += 2
-    i += 1
-    while i < len(tokens) and tokens[i] != "gitindex":
-        digest, _, path = tokens[i].partition("  ")
-        path = path.removeprefix("./")
-        if path in files:
-            files[path] += " " + digest
-        i += 1
-    # A git index caches stat data (times, inodes) that differ between identical runs:
-    # what it stages is compared instead. A zip archive records its members' access
-    # times, which reading them moves: its members (names, sizes, CRCs) are compared.
-    i += 1
-    for section, tag in (("zip", "staged:"), ("end", "members:")):
-        while i + 1 < len(tokens) and tokens[i] != section:
-            path, digest = tokens[i], tokens[i + 1].split(" ", 1)[0]
-            if path in files:
-                files[path] = files[path].rsplit(" ", 1)[0] + " " + tag + digest
-            i += 2
-        i += 1
-    excluded = [_relative(p, workdir) for p in (STATE_DIR, EFFECT_FILE)]
-    for prefix in filter(None, excluded):
-        for path in [p for p in files if p == prefix or p.startswith(prefix + "/")]:
-            del files[path]
+    tree = read_tree(work, want_data=_wants_bytes)
+    files = {path: _describe(path, entry) for path, entry in tree.items()}
+    cwd = (read_small_file(shell, "cwd") or b"").decode("utf-8", "replace").strip() or workdir
+    exported = (read_small_file(shell, "env") or b"").decode("utf-8", "replace")
+    env = parse_exports(exported) if exported.strip() else dict(baseline or {})
     return Effect(files=files, cwd=cwd, env=env)
 
 
-def _relative(path: str, workdir: str) -> str | None:
-    base = workdir.rstrip("/") + "/"
-    return path[len(base) :] if path.startswith(base) else None
+def _wants_bytes(path: str, head: bytes) -> bool:
+    return _is_git_index(path) or head.startswith(_ZIP_MAGIC)
+
+
+def _is_git_index(path: str) -> bool:
+    return path == ".git/index" or path.endswith("/.git/index")
+
+
+def _describe(path: str, entry: TreeEntry) -> str:
+    text = f"{entry.kind} {entry.mode:o}"
+    if entry.kind == "l":
+        return f"{text} -> {entry.target}"
+    if entry.sha256 is None:
+        return text
+    # A git index caches stat data (times, inodes) that differ between identical runs:
+    # what it stages is compared instead. A zip archive records its members' access
+    # times, which reading them moves: its members (names, sizes, CRCs) are compared.
+    if entry.data is not None:
+        if _is_git_index(path):
+            staged = staged_entries(entry.data)
+            if staged is not None:
+                return f"{text} staged:{staged}"
+        members = zip_members(entry.data)
+        if members is not None:
+            return f"{text} members:{members}"
+    return f"{text} {entry.sha256}"
+
+
+def staged_entries(index: bytes) -> str | None:
+    """A digest of what a git index stages (mode, object id, stage and path of every
+    entry, as ``git ls-files --stage`` lists them), or ``None`` if it is no index."""
+    if len(index) < 12 or index[:4] != b"DIRC":
+        return None
+    version, count = struct.unpack(">II", index[4:12])
+    if version not in (2, 3, 4):
+        return None
+    # The object id is 20 bytes (SHA-1) or 32 (SHA-256): the one that parses is right.
+    for id_size in (20, 32):
+        lines = _index_lines(index, version, count, id_size)
+        if lines is not None:
+            return hashlib.sha256(b"".join(lines)).hexdigest()
+    return None
+
+
+def _index_lines(index: bytes, version: int, count: int, id_size: int) -> list[bytes] | None:
+    lines, pos, previous = [], 12, b""
+    fixed = 40 + id_size  # ctime, mtime, dev, ino, mode, uid, gid, size; the id
+    try:
+        for _ in range(count):
+            start = pos
+            (mode,) = struct.unpack(">I", index[pos + 24 : pos + 28])
+            object_id = index[pos + 40 : pos + fixed].hex()
+            (flags,) = struct.unpack(">H", index[pos + fixed : pos + fixed + 2])
+            pos += fixed + 2
+            if version >= 3 and flags & 0x4000:  # extended flags
+                pos += 2
+            if version == 4:
+                strip, pos = _varint(index, pos)
+                end = index.index(b"\0", pos)
+                name = previous[: len(previous) - strip] + index[pos:end]
+                pos = end + 1
+            else:
+                end = index.index(b"\0", pos)
+                name = index[pos:end]
+                pos = start + ((end - start + 8) // 8) * 8  # NUL padding to 8 bytes
+            if len(object_id) != 2 * id_size or not name:
+                return None
+            previous = name
+            stage = (flags >> 12) & 0x3
+            lines.append(b"%o %s %d\t%s\n" % (mode, object_id.encode(), stage, name))
+    except (struct.error, ValueError, IndexError):
+        return None
+    return lines
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Git's offset encoding of index version 4 (each continuation adds one)."""
+    byte = data[pos]
+    value = byte & 0x7F
+    pos += 1
+    while byte & 0x80:
+        byte = data[pos]
+        value = ((value + 1) << 7) | (byte & 0x7F)
+        pos += 1
+    return value, pos
+
+
+def zip_members(archive: bytes) -> str | None:
+    """A digest of a zip archive's members (name, size and CRC of each, in any order),
+    or ``None`` if it does not read as a zip archive."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+            members = sorted((i.filename, i.file_size, i.CRC) for i in zf.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return None
+    if not members:
+        return None
+    rows = "".join(f"{size} {crc:08x} {name}\n" for name, size, crc in members)
+    return hashlib.sha256(rows.encode("utf-8", "surrogateescape")).hexdigest()
