@@ -3,11 +3,11 @@
 The parent holds a small realistic workdir (50 files in a few folders). The fork side
 is ``fork(8)`` (snapshot, eight copies, cgroups) and then ``true`` in every fork; the
 bare side starts eight ``bwrap`` processes at once with exactly the command line the
-backend builds for the parent (the sandbox's user, capabilities, seccomp filter,
-launcher and rlimits), running ``true``. A third row starts bwrap as the same user with
-the same binds but without the seccomp filter, the capabilities and the launcher: what
-those flags cost. Rounds alternate between the sides; the table shows
-medians, the JSON keeps every round.
+backend builds for the parent (cgroup join, the sandbox's user, capabilities, seccomp
+filter, launcher and rlimits), running ``true``. A third row starts bwrap the same way
+but without the seccomp filter, the capabilities and the launcher: what those cost.
+Rounds alternate between the sides; the table shows medians, the JSON keeps every
+round.
 
     python bench/bench_bwrap_fork.py [--rounds 10] [--n 8]
 """
@@ -25,7 +25,12 @@ from pathlib import Path
 from report import print_table, ratio_line, timing_rows, write_json
 
 from pivotgym.sandbox.base import DETERMINISTIC_ENV, SandboxSpec
-from pivotgym.sandbox.bwrap import BwrapBackend, BwrapSandbox
+from pivotgym.sandbox.bwrap import (
+    BwrapBackend,
+    BwrapSandbox,
+    _child_pid,
+    _reap_namespace_init,
+)
 
 TARGET = 2.0
 
@@ -48,30 +53,40 @@ async def fork_side(parent: BwrapSandbox, n: int) -> float:
     return elapsed
 
 
-async def _bare_once(command: list[str], fds: list[int], credentials: dict, env: dict) -> int:
+async def _bare_once(parent: BwrapSandbox, hardened: bool, env: dict) -> int:
+    info_read, info_write = os.pipe()
+    if hardened:
+        command, fds = parent._argv(["true"], parent.spec.workdir, info_write)
+    else:
+        options = [o for o in parent._options(parent.spec.workdir) if not o.startswith("CAP_")]
+        options = [o for o in options if o != "--cap-add"]
+        prefix = parent.backend._host_prefix(parent)
+        command = [*prefix, "bwrap", "--info-fd", str(info_write), *options, "--", "true"]
+        fds = []
     try:
         proc = await asyncio.create_subprocess_exec(
-            *command, pass_fds=fds, start_new_session=True, env=env, **credentials
+            *command,
+            pass_fds=(*fds, info_write),
+            start_new_session=True,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,  # the launcher's marker byte
         )
     finally:
-        for fd in fds:
+        for fd in (*fds, info_write):
             os.close(fd)
-    return await proc.wait()
+    code = await proc.wait()
+    # As the backend does: wait for the namespace init bwrap leaves to this subreaper.
+    child = _child_pid(info_read)
+    os.close(info_read)
+    if child is not None:
+        await _reap_namespace_init(child)
+    return code
 
 
 async def bare_side(parent: BwrapSandbox, n: int, hardened: bool) -> float:
     env = {**DETERMINISTIC_ENV, **parent.spec.env}
-
-    def start() -> tuple[list[str], list[int], dict]:
-        if hardened:
-            command, fds = parent._argv(["true"], parent.spec.workdir)
-            return command, fds, parent.backend.credentials
-        options = [o for o in parent._options(parent.spec.workdir) if not o.startswith("CAP_")]
-        options = [o for o in options if o != "--cap-add"]
-        return ["bwrap", *options, "--", "true"], [], parent.backend.credentials
-
     started = time.perf_counter()
-    codes = await asyncio.gather(*(_bare_once(*start(), env) for _ in range(n)))
+    codes = await asyncio.gather(*(_bare_once(parent, hardened, env) for _ in range(n)))
     elapsed = time.perf_counter() - started
     assert codes == [0] * n, codes
     return elapsed

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from terminal_tasks import BACKENDS
+from terminal_tasks import BACKENDS, make_task
 
+import pivotgym
+from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.sandbox import Backend, backend_class
 
 
@@ -29,3 +31,21 @@ def backend(request: pytest.FixtureRequest, runtime_dir: Path) -> Iterator[Backe
     made = backend_class(request.param)(runtime_dir=runtime_dir / request.param)
     yield made
     made.close_all_sync()
+
+
+@pytest.fixture(params=BACKENDS)
+def terminal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """``make(**task)`` -> a terminal env, as ``pivotgym.make`` builds it, reset on a
+    fresh task (see ``terminal_tasks.make_task``), on each backend."""
+    envs: list[TerminalEnv] = []
+
+    def make(**task_options: object) -> TerminalEnv:
+        task = pivotgym.load_task(make_task(tmp_path / f"t{len(envs)}", **task_options))
+        env = pivotgym.make("terminal", tasks=[task], sandbox=request.param)
+        envs.append(env)
+        env.reset(seed=0)
+        return env
+
+    yield make
+    for env in envs:
+        env.close()

@@ -62,7 +62,7 @@ def test_states_belong_to_the_sandbox_user_and_are_quota_tmpfs(backend, tmp_path
     assert set(owners.values()) == {tmp_owner} == {backend.uid}
     if os.geteuid() == 0:
         assert backend.uid != 0 and backend.quota
-    assert not root.exists() and _tmpfs_mounts_under(backend.runtime) == []
+    assert not root.exists() and _tmpfs_mounts_under(backend.runtime / "sandboxes") == []
 
 
 def test_close_removes_the_tmpfs_and_the_cgroups(backend):
@@ -71,14 +71,14 @@ def test_close_removes_the_tmpfs_and_the_cgroups(backend):
         await sb.exec(["true"])
         groups = _groups(backend, sb.group)
         if backend.quota:
-            assert len(_tmpfs_mounts_under(backend.runtime)) == 1
+            assert len(_tmpfs_mounts_under(backend.runtime / "sandboxes")) == 1
         await sb.close()
         return sb, groups
 
     sb, groups = run(go())
     assert (backend.cgroups is None) or len(groups) >= 2
     assert _groups(backend, sb.group) == []
-    assert _tmpfs_mounts_under(backend.runtime) == []
+    assert _tmpfs_mounts_under(backend.runtime / "sandboxes") == []
 
 
 def test_child_and_orphan_cgroups_are_removed(backend):
@@ -162,7 +162,7 @@ def test_a_killed_drivers_cgroups_and_mounts_are_reaped(backend):
     if backend.cgroups is not None:
         assert all(_groups(backend, g) for g in groups)
     if backend.quota:
-        assert len(_tmpfs_mounts_under(backend.runtime)) == 2
-    assert backend.reap() == 2
+        assert len(_tmpfs_mounts_under(backend.runtime / "sandboxes")) == 2
+    assert backend.reap() == 3  # two states and the driver's /etc
     assert [g for g in groups if _groups(backend, g)] == []
     assert _tmpfs_mounts_under(backend.runtime) == []

@@ -431,8 +431,8 @@ def _start_driver(name: str, runtime: Path) -> subprocess.Popen:
 
 
 def _nothing_left(backend, runtime: Path) -> None:
-    assert sorted(os.listdir(runtime / "sandboxes")) == []
-    assert sorted(os.listdir(runtime / "snapshots")) == []
+    for kind in ("sandboxes", "snapshots", "scratch"):
+        assert not (runtime / kind).exists() or sorted(os.listdir(runtime / kind)) == []
     mounts = Path("/proc/self/mounts").read_text()
     assert str(runtime) not in mounts
     assert leftovers("sleep 1000") == []

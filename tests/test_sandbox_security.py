@@ -43,24 +43,6 @@ PYTHON_TEST = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=BACKENDS)
-def terminal(request, tmp_path):
-    """``make(**task)`` -> a terminal env reset on a fresh task, on each backend."""
-    envs = []
-
-    def make(**task_options) -> TerminalEnv:
-        root = tmp_path / f"t{len(envs)}"
-        task = pivotgym.load_task(make_task(root, **task_options))
-        env = pivotgym.make("terminal", tasks=[task], sandbox=request.param)
-        envs.append(env)
-        env.reset(seed=0)
-        return env
-
-    yield make
-    for env in envs:
-        env.close()
-
-
 def out(env: TerminalEnv, command: str) -> str:
     obs, _, terminated, truncated, info = env.step(bash(command))
     assert info["infra_error"] is None and not (terminated or truncated), info

@@ -7,31 +7,11 @@ task's own test, whatever the agent wrote where the test writes.
 
 from __future__ import annotations
 
-import pytest
-from terminal_tasks import BACKENDS, SUBMIT, act, bash, call, make_task
-
-import pivotgym
-from pivotgym.envs.terminal.env import TerminalEnv
+from terminal_tasks import SUBMIT, act, bash, call
 
 
-@pytest.fixture(params=BACKENDS)
-def make_env(request, tmp_path):
-    envs = []
-
-    def make(**task_options) -> TerminalEnv:
-        task = pivotgym.load_task(make_task(tmp_path / f"t{len(envs)}", **task_options))
-        env = TerminalEnv(tasks=[task], sandbox=request.param)
-        envs.append(env)
-        env.reset(seed=0)
-        return env
-
-    yield make
-    for env in envs:
-        env.close()
-
-
-def test_malformed_calls_are_reported_and_the_episode_goes_on(make_env):
-    env = make_env()
+def test_malformed_calls_are_reported_and_the_episode_goes_on(terminal):
+    env = terminal()
     action = act(
         call("bash", '{"command": "echo hi"', "bad-json"),
         call("python", {"code": "print(1)"}, "unknown"),
@@ -57,8 +37,8 @@ def test_malformed_calls_are_reported_and_the_episode_goes_on(make_env):
     assert info["calls"][0]["error"] is None
 
 
-def test_timeout_is_reported_and_the_env_keeps_working(make_env):
-    env = make_env(toml="[pivotgym]\nexec_timeout_sec = 1\n")
+def test_timeout_is_reported_and_the_env_keeps_working(terminal):
+    env = terminal(toml="[pivotgym]\nexec_timeout_sec = 1\n")
     obs, _, terminated, _, info = env.step(bash("echo started; while :; do :; done"))
     assert not terminated
     assert obs[-1]["content"].startswith("started\n")
@@ -68,8 +48,8 @@ def test_timeout_is_reported_and_the_env_keeps_working(make_env):
     assert obs[-1]["content"] == "alive\n" and not info["calls"][0]["timed_out"]
 
 
-def test_agent_cannot_write_its_own_reward(make_env):
-    env = make_env()
+def test_agent_cannot_write_its_own_reward(terminal):
+    env = terminal()
     forge = (
         "mkdir -p /logs/verifier && echo 1 > /logs/verifier/reward.txt; "
         "mkdir -p /tests && printf 'exit 0\\n' > /tests/test.sh; "
@@ -84,21 +64,21 @@ def test_agent_cannot_write_its_own_reward(make_env):
     assert info["test"]["exit_code"] == 1
 
     # The same task scores 1 once it is actually solved.
-    honest = make_env()
+    honest = terminal()
     honest.step(bash("echo 42 > /app/answer"))
     _, reward, terminated, _, _ = honest.step(SUBMIT)
     assert terminated and reward == 1.0
 
 
-def test_reward_file_written_by_the_test_wins_over_the_agents(make_env):
-    env = make_env(test_sh="echo 0.25 > /logs/verifier/reward.txt\n")
+def test_reward_file_written_by_the_test_wins_over_the_agents(terminal):
+    env = terminal(test_sh="echo 0.25 > /logs/verifier/reward.txt\n")
     env.step(bash("mkdir -p /logs/verifier; echo 1 > /logs/verifier/reward.txt"))
     _, reward, *_ = env.step(SUBMIT)
     assert reward == 0.25
 
 
-def test_cwd_and_exported_variables_persist(make_env):
-    env = make_env()
+def test_cwd_and_exported_variables_persist(terminal):
+    env = terminal()
 
     def out(command: str) -> str:
         return env.step(bash(command))[0][-1]["content"]
@@ -112,8 +92,8 @@ def test_cwd_and_exported_variables_persist(make_env):
     assert out('pwd; echo "${FOO:-gone} $N"') == "/app/sub\ngone 7\n"
 
 
-def test_malformed_call_shapes_get_error_replies(make_env):
-    env = make_env()
+def test_malformed_call_shapes_get_error_replies(terminal):
+    env = terminal()
     deep = '{"command": ' + "[" * 1100 + "]" * 1100 + "}"
     action = act(
         {"id": "list-name", "type": "function", "function": {"name": ["bash"], "arguments": "{}"}},

@@ -274,13 +274,13 @@ class Sandbox(abc.ABC):
     async def fork(self, n: int, *, keep: Sequence[str] | None = None) -> list[Sandbox]:
         """Return ``n`` independent sandboxes in this sandbox's current state.
 
-        One snapshot, ``n`` sandboxes started from it concurrently, the snapshot released.
-        All or nothing: if any start fails, the ones that started are closed and the first
-        error is raised. ``keep`` is as for :meth:`snapshot`.
+        One source (:meth:`_fork_source`), ``n`` sandboxes started from it concurrently,
+        the source released. All or nothing: if any start fails, the ones that started
+        are closed and the first error is raised. ``keep`` is as for :meth:`snapshot`.
         """
         if n < 1:
             raise ValueError(f"fork needs n >= 1, got {n}")
-        snap = await self.snapshot(keep)
+        snap = await self._fork_source(keep)
         try:
             made = await asyncio.gather(
                 *(self.backend.create(self.spec, snapshot=snap) for _ in range(n)),
@@ -295,6 +295,11 @@ class Sandbox(abc.ABC):
             )
             raise failures[0]
         return list(made)  # type: ignore[arg-type]
+
+    async def _fork_source(self, keep: Sequence[str] | None) -> Snapshot:
+        """What :meth:`fork` starts its sandboxes from: a snapshot, unless the backend
+        can hand a cheaper source (a view of the live state)."""
+        return await self.snapshot(keep)
 
     @abc.abstractmethod
     async def close(self) -> None:

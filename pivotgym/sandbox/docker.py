@@ -74,6 +74,7 @@ from pivotgym.sandbox.docker_images import (
     task_image_tag,
 )
 from pivotgym.sandbox.state import (
+    StateSandbox,
     StateSnapshot,
     StateStore,
     default_runtime_dir,
@@ -202,7 +203,7 @@ def _procs_file(init_pid: int) -> Path:
 # -------------------------------------------------------------------------- sandboxes
 
 
-class DockerSandbox(Sandbox):
+class DockerSandbox(StateSandbox):
     """One container. Execs run one at a time: each ends by killing every process but
     PID 1, which would take a concurrent exec's processes with it."""
 
@@ -232,12 +233,6 @@ class DockerSandbox(Sandbox):
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def host_dir(self, inside: str) -> Path:
-        sub = self._places.get(os.path.normpath(inside))
-        if sub is None:
-            raise ValueError(f"{inside} is not a writable place of sandbox {self.id[:12]}")
-        return self.root / sub
 
     def _exec_lock(self) -> asyncio.Lock:
         if self._lock is None:
@@ -704,12 +699,7 @@ class DockerBackend(Backend):
             await self._run(self.store.prepare)
             await self._run(self.reap)
         if snapshot is not None:
-            if (
-                not isinstance(snapshot, StateSnapshot)
-                or snapshot.store is not self.store
-                or snapshot.released
-            ):
-                raise InfraError(f"snapshot {snapshot.id} is not a live docker snapshot")
+            snapshot = self.store.own(snapshot, self.name)
             spec = snapshot.spec
             places(spec.workdir)
             image = await self._image_for(spec)

@@ -50,7 +50,7 @@ from pathlib import Path
 
 from pivotgym.errors import InfraError
 from pivotgym.sandbox import leases
-from pivotgym.sandbox.base import DETERMINISTIC_ENV, IMAGE_RECIPE, SandboxSpec, Snapshot
+from pivotgym.sandbox.base import DETERMINISTIC_ENV, IMAGE_RECIPE, Sandbox, SandboxSpec, Snapshot
 
 # The places every sandbox can write, beside its workdir, and their folders in the state.
 FIXED_PLACES: Mapping[str, str] = {
@@ -132,21 +132,37 @@ def _chown_tree(root: Path, uid: int) -> None:
 
 
 class StateSnapshot(Snapshot):
-    """A frozen state: a copy on the host's disk, restored by copying it back."""
+    """A frozen state: a copy on the host's disk, restored by copying it back.
 
-    def __init__(self, store: StateStore, snap_id: str, path: Path, spec: SandboxSpec) -> None:
+    A *view* (``owned=False``) is the live state of a sandbox itself, for a fork that
+    copies it straight into each new sandbox; releasing it leaves the state alone.
+    ``subs`` are the state folders a restore copies (``None``: all of them).
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        snap_id: str,
+        path: Path,
+        spec: SandboxSpec,
+        subs: Sequence[str] | None = None,
+        owned: bool = True,
+    ) -> None:
         self.store = store
         self.id = snap_id
         self.path = path
         self.spec = spec
+        self.subs = subs
+        self.owned = owned
         self.released = False
 
     async def release(self) -> None:
         if self.released:
             return
         self.released = True
-        self.store.snapshots.pop(self.id, None)
-        self.store.discard(self.path)
+        if self.owned:
+            self.store.snapshots.pop(self.id, None)
+            self.store.discard(self.path)
 
 
 class StateStore:
@@ -169,6 +185,7 @@ class StateStore:
         them must let others pass, as ``/tmp`` does)."""
         # Nobody needs to list the states or to see a snapshot.
         for path, mode in ((self.runtime, 0o711), (self.runtime / "sandboxes", 0o711),
+                           (self.runtime / "scratch", 0o711),
                            (self.runtime / "snapshots", 0o700)):  # fmt: skip
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(mode)
@@ -199,6 +216,15 @@ class StateStore:
             inodes = limits.max_files + 2 + len(FIXED_PLACES)
             _mount_tmpfs(root, limits.disk_mb, inodes, self.uid)
         return item_id, root
+
+    def scratch(self, size_mb: int, files: int) -> Path:
+        """A folder owned by this process (reaped like a state) for what the driver shows
+        every sandbox read-only; a tmpfs of its own where there is a quota, so that a
+        sandbox's mount table names no host path."""
+        _, root = self._claim("scratch")
+        if self.quota:
+            _mount_tmpfs(root, size_mb, files, os.geteuid())
+        return root
 
     def create(self, spec: SandboxSpec, seed: Path | None = None) -> tuple[str, Path]:
         """A fresh state: empty places, the workdir holding ``seed`` then ``spec.files``."""
@@ -232,11 +258,21 @@ class StateStore:
             raise
         return item_id, root
 
+    def own(self, snapshot: Snapshot, backend: str) -> StateSnapshot:
+        """``snapshot`` as one of this store's live snapshots; :class:`InfraError` if not."""
+        if (
+            not isinstance(snapshot, StateSnapshot)
+            or snapshot.store is not self
+            or snapshot.released
+        ):
+            raise InfraError(f"snapshot {snapshot.id} is not a live {backend} snapshot")
+        return snapshot
+
     def restore(self, snapshot: StateSnapshot) -> tuple[str, Path]:
         """A new state holding a copy of ``snapshot``."""
         item_id, root = self._new_state(snapshot.spec)
         try:
-            self._copy(snapshot.path, root, None)
+            self._copy(snapshot.path, root, snapshot.subs)
         except BaseException:
             self.discard(root)
             raise
@@ -245,13 +281,7 @@ class StateStore:
     def freeze(self, root: Path, spec: SandboxSpec, keep: Sequence[str] | None) -> StateSnapshot:
         """A snapshot of the state at ``root``; with ``keep`` (inside paths), only those
         places are copied and the others are left empty."""
-        subs = None
-        if keep is not None:
-            layout = places(spec.workdir)
-            unknown = [p for p in keep if os.path.normpath(p) not in layout]
-            if unknown:
-                raise ValueError(f"not writable places of this sandbox: {', '.join(unknown)}")
-            subs = [layout[os.path.normpath(p)] for p in keep]
+        subs = _kept(spec, keep)
         snap_id, path = self._claim("snapshots")
         try:
             self._copy(root, path, subs)
@@ -261,6 +291,13 @@ class StateStore:
         snap = StateSnapshot(self, snap_id, path, spec)
         self.snapshots[snap_id] = snap
         return snap
+
+    def view(self, root: Path, spec: SandboxSpec, keep: Sequence[str] | None) -> StateSnapshot:
+        """The live state at ``root`` as a snapshot that restores copy from directly (a
+        fork's source: one copy a branch, none in between). Valid while that sandbox
+        stays idle and open."""
+        return StateSnapshot(self, f"view-{uuid.uuid4().hex[:12]}", root, spec,
+                             _kept(spec, keep), owned=False)  # fmt: skip
 
     def _copy(self, src: Path, dst: Path, subs: Iterable[str] | None) -> None:
         # cp -a keeps modes, owners, times and links as links: it never follows a link
@@ -296,7 +333,7 @@ class StateStore:
     def reap(self) -> int:
         """Remove states and snapshots whose owner is gone; return how many went."""
         removed = 0
-        for kind in ("sandboxes", "snapshots"):
+        for kind in ("sandboxes", "snapshots", "scratch"):
             folder = self.runtime / kind
             if not folder.is_dir():
                 continue
@@ -310,6 +347,37 @@ class StateStore:
                 self.discard(folder / owner_file.name.removesuffix(".owner"))
                 removed += 1
         return removed
+
+
+def _kept(spec: SandboxSpec, keep: Sequence[str] | None) -> list[str] | None:
+    """The state folders of the places ``keep`` names (``None``: every place)."""
+    if keep is None:
+        return None
+    layout = places(spec.workdir)
+    unknown = [p for p in keep if os.path.normpath(p) not in layout]
+    if unknown:
+        raise ValueError(f"not writable places of this sandbox: {', '.join(unknown)}")
+    return [layout[os.path.normpath(p)] for p in keep]
+
+
+class StateSandbox(Sandbox):
+    """What a sandbox over a state folder does the same on every backend: the host side
+    of its places, and forks that copy its live state straight into each branch."""
+
+    root: Path
+    _places: dict[str, str]
+
+    def host_dir(self, inside: str) -> Path:
+        sub = self._places.get(os.path.normpath(inside))
+        if sub is None:
+            raise ValueError(f"{inside} is not a writable place of sandbox {self.id[:12]}")
+        return self.root / sub
+
+    async def _fork_source(self, keep: Sequence[str] | None) -> Snapshot:
+        if self.closed:
+            raise InfraError(f"sandbox {self.id[:12]} is closed")
+        store: StateStore = self.backend.store  # type: ignore[attr-defined]
+        return store.view(self.root, self.spec, keep)
 
 
 # ------------------------------------------------------------------ reading a state
