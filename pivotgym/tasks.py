@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import gzip
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
-from pivotgym import toml_lines
+from pivotgym import jsonl, toml_lines
 from pivotgym.errors import DataError
 from pivotgym.sandbox.base import Limits
 
@@ -305,19 +304,11 @@ class InlineTasks(Sequence[Task]):
 
 def load_task_specs(path: Path) -> InlineTasks:
     """Tasks from a JSONL file of inline specs, in file order (materialized on use)."""
-    opener = gzip.open if path.suffix == ".gz" else open
     specs = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                spec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"not valid JSON ({exc.msg})", file=path, line=lineno) from None
-            if not isinstance(spec, dict):
-                raise DataError("a task spec must be a JSON object", file=path, line=lineno)
-            specs.append((spec, f"{path}:{lineno}"))
+    for lineno, spec in jsonl.rows(path):
+        if not isinstance(spec, dict):
+            raise DataError("a task spec must be a JSON object", file=path, line=lineno)
+        specs.append((spec, f"{path}:{lineno}"))
     return InlineTasks(specs)
 
 

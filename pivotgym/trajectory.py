@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pivotgym import jsonl
 from pivotgym.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -191,24 +192,6 @@ def parse_trajectory(row: Any, *, file: Path | None = None, line: int | None = N
     )
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """The lines of a UTF-8 file (gzip-compressed when named ``.gz``), numbered from 1.
-
-    Each line is decoded on its own: a text-mode file decodes whole chunks, so one bad
-    byte would lose the good lines before it and the error would not name its line.
-    """
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"not valid UTF-8 (byte {exc.start + 1} of the line)", file=path, line=lineno
-                ) from None
-            yield lineno, text
-
-
 def iter_trajectories(path: str | Path) -> Iterator[Trajectory]:
     """Yield trajectories from a JSONL file (``.jsonl`` or ``.jsonl.gz``), validating each.
 
@@ -219,17 +202,7 @@ def iter_trajectories(path: str | Path) -> Iterator[Trajectory]:
     if not path.is_file():
         raise DataError("no such trajectory file", file=path)
     seen: dict[str, int] = {}
-    for lineno, raw in _numbered_lines(path):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"not valid JSON ({exc.msg} at column {exc.colno})", file=path, line=lineno
-            ) from None
-        except RecursionError:  # json.loads gives up at about 1,000 levels
-            raise DataError("JSON nested too deeply", file=path, line=lineno) from None
+    for lineno, row in jsonl.rows(path):
         trajectory = parse_trajectory(row, file=path, line=lineno)
         if trajectory.id in seen:
             raise DataError(
