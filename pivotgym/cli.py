@@ -223,6 +223,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     table.add_column("value", justify="right")
     table.add_row("in-domain success", f"{in_domain['success_rate']:.1%}")
     table.add_row("episodes", str(in_domain["episodes"]))
+    # Left out of the success rate: they say nothing of the policy, and are shown so.
+    table.add_row("infrastructure failures", str(in_domain["infra_errors"]))
     table.add_row("mean turns", f"{in_domain['mean_turns']:.2f}")
     table.add_row("out-of-domain accuracy", f"{result['ood']['accuracy']:.1%}")
     console.print(table)

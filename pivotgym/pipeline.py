@@ -352,6 +352,7 @@ class Run:
         point = {
             "step": step,
             "success": result["in_domain"]["success_rate"],
+            "infra_errors": result["in_domain"]["infra_errors"],
             "ood": result["ood"]["accuracy"],
             "ledger": self.ledger.snapshot(),
         }
@@ -450,6 +451,9 @@ class Run:
             **extra,
             "in_domain_base": base["in_domain"]["success_rate"],
             "in_domain_final": final["in_domain"]["success_rate"],
+            # Episodes the harness could not score, left out of the success rates above.
+            "infra_errors_base": base["in_domain"]["infra_errors"],
+            "infra_errors_final": final["in_domain"]["infra_errors"],
             "ood_base": base["ood"]["accuracy"],
             "ood_final": final["ood"]["accuracy"],
             "timings": self.timings,
@@ -618,7 +622,15 @@ def report_table(report: dict[str, Any]) -> Table:
         table.add_row(label, value, "", "")
     for label, before, after in _changes(report):
         table.add_row(label, f"{before:.1%}", f"{after:.1%}", f"{100 * (after - before):+.1f} pts")
+    table.add_row(_INFRA_LABEL, *(str(n) for n in _infra(report)), "")
     return table
+
+
+_INFRA_LABEL = "infrastructure failures (episodes not scored)"
+
+
+def _infra(report: dict[str, Any]) -> tuple[int, int]:
+    return report.get("infra_errors_base", 0), report.get("infra_errors_final", 0)
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -628,6 +640,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| {label} | {before:.1%} | {after:.1%} | {100 * (after - before):+.1f} pts |"
         for label, before, after in _changes(report)
     ]
+    rows.append("| {} | {} | {} | |".format(_INFRA_LABEL, *_infra(report)))
     timings = ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items())
     title = f"# {report['method']} on {report['env']}"
     return title + "\n\n" + "\n".join(rows) + f"\n\nSeconds: {timings}\n"

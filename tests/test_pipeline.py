@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 from pivotgym.config import load_config
-from pivotgym.pipeline import Run
+from pivotgym.evaluation import EpisodeReport
+from pivotgym.pipeline import Run, report_markdown
+from pivotgym.rollouts import Rollout
 
 
 def test_an_e2e_run_curves_from_pi0_to_its_final_evaluation_and_counts_every_turn(
@@ -41,3 +43,22 @@ def test_an_e2e_run_curves_from_pi0_to_its_final_evaluation_and_counts_every_tur
     assert [p["ledger"]["model_calls"] for p in curve] == [0, turns[0], turns[0] + turns[1]]
     assert report["ledger"]["model_calls"] == sum(turns)
     assert 2 <= sum(turns) <= 2 * 2 * 3
+    assert report["infra_errors_base"] == report["infra_errors_final"] == 0
+    assert "infrastructure failures" in (out / "report.md").read_text()
+
+
+def test_episodes_the_harness_could_not_score_are_counted_beside_the_success_rate() -> None:
+    episodes = [
+        Rollout("a", 0, reward=1.0),
+        Rollout("a", 1, infra_error="sandbox died during exec"),
+        Rollout("b", 0, reward=0.0),
+    ]
+    summary = EpisodeReport(episodes).to_json()
+    assert summary["episodes"] == 3 and summary["infra_errors"] == 1
+    assert summary["success_rate"] == 0.5  # over the episodes that were scored
+    report = {
+        "method": "pivotrl", "env": "terminal", "in_domain_base": 0.5, "in_domain_final": 0.6,
+        "ood_base": 0.5, "ood_final": 0.5, "infra_errors_base": 1, "infra_errors_final": 3,
+        "timings": {"total_s": 1.0}, "ledger": {"model_calls": 0},
+    }  # fmt: skip
+    assert "| infrastructure failures (episodes not scored) | 1 | 3 | |" in report_markdown(report)
