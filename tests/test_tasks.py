@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from taskdirs import make_task
 
 import pivotgym
 from pivotgym.errors import DataError
-from pivotgym.tasks import materialize_inline, resolve_task
+from pivotgym.tasks import load_task_specs, materialize_inline, resolve_task
 
 
 def test_load_task_reads_harbor_layout(tmp_path: Path) -> None:
@@ -141,3 +142,12 @@ def test_bundled_splits() -> None:
     assert test_families <= train_families
     assert len(ood_families) >= 4 and not ood_families & train_families
     assert not {t.name for t in test_tasks} & {t.task["name"] for t in train}
+
+
+def test_task_specs_with_invalid_utf8_name_the_line(tmp_path: Path) -> None:
+    good = json.dumps({"name": "a", "instruction": "x"}).encode() + b"\n"
+    path = tmp_path / "specs.jsonl"
+    path.write_bytes(good + b'{"name": "\xff"}\n')
+    with pytest.raises(DataError, match="UTF-8") as err:
+        load_task_specs(path)
+    assert (err.value.file, err.value.line) == (str(path), 2)

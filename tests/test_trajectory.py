@@ -130,6 +130,17 @@ def test_invalid_utf8_is_a_data_error_after_the_good_lines(tmp_path: Path, suffi
         pivotgym.load_trajectories(path)
 
 
+def test_a_corrupt_gzip_file_is_a_data_error_after_the_good_lines(tmp_path: Path) -> None:
+    data = gzip.compress(b"".join(json.dumps(good_row(id=f"t{i}")).encode() + b"\n"
+                                  for i in range(300)))  # fmt: skip
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    loaded = []
+    with pytest.raises(DataError, match="gzip") as err:
+        loaded.extend(pivotgym.iter_trajectories(path))
+    assert err.value.file == str(path) and err.value.line == len(loaded) + 1 > 1
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
 def test_save_round_trips_exactly(tmp_path: Path, suffix: str) -> None:
     rows = [good_row(id=f"t{i}", metadata={"i": i, "ünï": "çødé"}) for i in range(3)]
