@@ -20,10 +20,12 @@ module it was asked to fix, a repository's filters) runs what the agent wrote, a
 judge by what that code does.
 
 The reward is ``/logs/verifier/reward.txt`` when the test writes it, else 1 for exit
-status 0 and 0 otherwise. :func:`tampering` lists what in the agent's state aimed at
-the grader (files in the grader's folders, modules named like Python's standard
-library at the top of the workdir, repositories configured to run programs), reported
-in the test's info; none of it reaches the grader.
+status 0 and 0 otherwise; 0 when the end state cannot be copied at all (a path longer
+than the system takes, which only the agent can have made). :func:`tampering` lists
+what in the agent's state aimed at the grader (files in the grader's folders, modules
+named like Python's standard library at the top of the workdir, repositories
+configured to run programs), reported in the test's info; none of it reaches the
+grader.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pivotgym.sandbox import Sandbox
-from pivotgym.sandbox.state import read_small_file, read_tree
+from pivotgym.sandbox.state import UncopyableState, read_small_file, read_tree
 from pivotgym.tasks import Task
 
 REWARD_FILE = "verifier/reward.txt"  # below /logs
@@ -68,7 +70,12 @@ async def grade(sandbox: Sandbox, task: Task) -> tuple[float, dict[str, Any]]:
     """Run ``task``'s test on ``sandbox``'s end state; return the reward in [0, 1] and info."""
     workdir = task.config.workdir
     suspicious = tampering(sandbox, workdir)
-    graded = (await sandbox.fork(1, keep=[workdir]))[0]
+    try:
+        graded = (await sandbox.fork(1, keep=[workdir]))[0]
+    except UncopyableState as exc:  # the agent's doing: a failed task, not a failed harness
+        why = f"the end state cannot be graded: {exc}"
+        return 0.0, {"exit_code": None, "timed_out": False, "output": why,
+                     "tampering": suspicious}  # fmt: skip
     try:
         await graded.upload(task.tests_dir, "/tests")
         result = await graded.exec(

@@ -32,6 +32,7 @@ from sandbox_checks import (
 
 from pivotgym.errors import InfraError
 from pivotgym.sandbox.base import TRUNCATION_MARKER, Limits, SandboxSpec
+from pivotgym.sandbox.state import UncopyableState, read_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -360,6 +361,24 @@ def test_a_partial_snapshot_keeps_only_the_places_asked_for(backend):
                 await sb.snapshot(keep=["/usr"])
 
     run(go())
+
+
+def test_a_state_too_deep_to_copy_is_the_commands_doing(backend):
+    """A fork of a state the host cannot copy raises UncopyableState (a ValueError,
+    like any bad input), never an InfraError; the host still reads and removes it."""
+    deep = "import os\nfor _ in range(25):\n    os.mkdir('d' * 200); os.chdir('d' * 200)"
+
+    async def go():
+        async with await backend.create(SandboxSpec()) as sb:
+            await sb.exec(["python3", "-c", deep])
+            with pytest.raises(UncopyableState, match="longer than the system takes"):
+                await sb.fork(1)
+            tree = read_tree(sb.host_dir("/app"), digests=False)
+            assert max(path.count("/") for path in tree) == 24
+            return sb.root
+
+    root = run(go())
+    assert not root.exists()
 
 
 def test_close_is_idempotent_and_concurrent(backend):

@@ -268,6 +268,21 @@ def test_writes_to_the_graders_folders_are_discarded_and_reported(terminal):
 # -------------------------------------------------- infrastructure failures, honestly
 
 
+# A chain of folders whose path is longer than PATH_MAX: the host's copy tools cannot
+# take it, and a tree this deep would exhaust a recursive walk.
+TOO_DEEP = (
+    "python3 -c \"import os\nfor _ in range(25):\n    os.mkdir('d' * 200); "
+    "os.chdir('d' * 200)\nopen('f', 'w').close()\""
+)
+
+
+def test_an_uncopyable_end_state_is_a_failed_task_not_an_infrastructure_failure(terminal):
+    env = terminal()
+    out(env, TOO_DEEP + "; echo 42 > /app/answer")
+    reward, info = submit(env)
+    assert reward == 0.0 and "cannot be graded" in info["test"]["output"]
+
+
 def test_a_command_cannot_pass_for_an_infrastructure_failure(terminal):
     """The finding: `echo 'bwrap: fake'; exit 1`, or any command over 128 KiB, raised
     InfraError, which GRPO masks and evaluation leaves out of its denominator."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import functools
 import hashlib
 import os
@@ -129,6 +130,30 @@ def _chown_tree(root: Path, uid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in filenames + dirnames:
             os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+class UncopyableState(ValueError):
+    """A state holds what the host cannot copy: a path longer than the system takes.
+
+    Only a command can have made it (a task's own files are copied when the sandbox is
+    made), so it is the policy's doing, never an infrastructure failure.
+    """
+
+
+def _uncopyable(root: Path) -> str | None:
+    """Why the tree at ``root`` cannot be copied, if a path in it is too long."""
+    pending = [str(root)]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                return f"a path of {len(os.fsencode(folder)):,} bytes, longer than the system takes"
+    return None
 
 
 class StateSnapshot(Snapshot):
@@ -308,6 +333,9 @@ class StateStore:
                 [host_tool("cp"), "-a", "--", *sources, f"{dst}/"], capture_output=True
             )
             if done.returncode != 0:
+                problem = _uncopyable(src)
+                if problem is not None:
+                    raise UncopyableState(problem)
                 raise InfraError(f"copying sandbox state failed: {done.stderr[-300:]!r}")
         for sub in {WORK, *FIXED_PLACES.values()}:
             if not (dst / sub).exists():
@@ -318,8 +346,18 @@ class StateStore:
                     os.lchown(dst / sub, self.uid, self.uid)
 
     def discard(self, path: Path) -> None:
-        _unmount(path)
-        shutil.rmtree(path, ignore_errors=True)
+        _unmount(path)  # a tmpfs state is then an empty folder
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            # rm, not shutil.rmtree: a tree the agent made thousands of levels deep would
+            # exhaust Python's recursion.
+            subprocess.run(
+                [host_tool("rm"), "-rf", "--one-file-system", "--", str(path)],
+                capture_output=True,
+            )
         with contextlib.suppress(FileNotFoundError):
             path.with_name(path.name + ".owner").unlink()
 
@@ -401,6 +439,7 @@ class TreeEntry:
     data: bytes | None = None
 
 
+MAX_DEPTH = 256
 _KINDS = {
     stat.S_IFREG: "f",
     stat.S_IFDIR: "d",
@@ -425,52 +464,51 @@ def read_tree(
     with ``O_NOFOLLOW | O_NONBLOCK`` and checked again once open, so a link or a FIFO
     the agent put in place of a file is listed as what it is, never read through.
     ``want_data(path, head)`` (``head``: the file's first bytes) keeps a file's bytes;
-    ``digests=False`` lists the tree without opening any file.
+    ``digests=False`` lists the tree without opening any file. Folders deeper than
+    :data:`MAX_DEPTH` are listed but not read: no task goes that deep, and the levels
+    above are enough to tell such a tree apart.
     """
     entries: dict[str, TreeEntry] = {}
+    # Depth first, in name order, one open descriptor a level (at most MAX_DEPTH): no
+    # recursion, which a tree the agent made thousands of levels deep would exhaust.
+    stack: list[tuple[int, str, list[str]]] = []
     top = os.open(root, _DIR_FLAGS)
+    stack.append((top, "", sorted(os.listdir(top), reverse=True)))
     try:
-        _read_dir(top, "", entries, want_data if digests else None, digests)
-    finally:
-        os.close(top)
-    return entries
-
-
-def _read_dir(
-    dir_fd: int,
-    prefix: str,
-    entries: dict[str, TreeEntry],
-    want_data: Callable[[str, bytes], bool] | None,
-    digests: bool,
-) -> None:
-    for name in sorted(os.listdir(dir_fd)):
-        rel = prefix + name
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "?")
-        mode = stat.S_IMODE(st.st_mode)
-        if kind == "l":
-            target = os.readlink(name, dir_fd=dir_fd)
-            entries[rel] = TreeEntry(kind, mode, st.st_size, target=target)
-        elif kind == "f":
-            if digests:
-                entries[rel] = _read_file(dir_fd, name, rel, st, want_data)
-            else:
-                entries[rel] = TreeEntry(kind, mode, st.st_size)
-        elif kind == "d":
-            entries[rel] = TreeEntry(kind, mode)
-            try:
-                sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError:  # replaced by something else since it was listed
+        while stack:
+            dir_fd, prefix, names = stack[-1]
+            if not names:
+                os.close(dir_fd)
+                stack.pop()
                 continue
+            name = names.pop()
+            rel = prefix + name
             try:
-                _read_dir(sub, rel + "/", entries, want_data, digests)
-            finally:
-                os.close(sub)
-        else:
-            entries[rel] = TreeEntry(kind, mode)
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "?")
+            mode = stat.S_IMODE(st.st_mode)
+            if kind == "l":
+                target = os.readlink(name, dir_fd=dir_fd)
+                entries[rel] = TreeEntry(kind, mode, st.st_size, target=target)
+            elif kind == "f" and digests:
+                entries[rel] = _read_file(dir_fd, name, rel, st, want_data)
+            elif kind == "d":
+                entries[rel] = TreeEntry(kind, mode)
+                if len(stack) >= MAX_DEPTH:
+                    continue
+                try:
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                except OSError:  # replaced by something else since it was listed
+                    continue
+                stack.append((sub, rel + "/", sorted(os.listdir(sub), reverse=True)))
+            else:
+                entries[rel] = TreeEntry(kind, mode, st.st_size if kind == "f" else 0)
+    finally:
+        for dir_fd, _, _ in stack:
+            os.close(dir_fd)
+    return entries
 
 
 def _read_file(
