@@ -31,6 +31,7 @@ def backend(request: pytest.FixtureRequest, runtime_dir: Path) -> Iterator[Backe
     made = backend_class(request.param)(runtime_dir=runtime_dir / request.param)
     yield made
     made.close_all_sync()
+    made.reap()  # what a test's killed drivers left, so no mount outlives the test
 
 
 @pytest.fixture(params=BACKENDS)

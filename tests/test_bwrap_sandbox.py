@@ -34,6 +34,7 @@ def backend(runtime_dir: Path) -> BwrapBackend:
     made = BwrapBackend(runtime_dir=runtime_dir / "bwrap")
     yield made
     made.close_all_sync()
+    made.reap()
 
 
 def _groups(backend: BwrapBackend, name: str) -> list[Path]:

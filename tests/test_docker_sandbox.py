@@ -29,6 +29,7 @@ def backend(runtime_dir: Path) -> DockerBackend:
     made = DockerBackend(runtime_dir=runtime_dir / "docker")
     yield made
     made.close_all_sync()
+    made.reap()
 
 
 def _api():

@@ -503,3 +503,6 @@ def test_running_processes_of_a_killed_driver_stop_at_once(backend):
     while leftovers("sleep 1000") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert leftovers("sleep 1000") == []
+    # What is left is only files and mounts, for the next start's reaper.
+    backend.reap()
+    _nothing_left(backend, backend.store.runtime)
