@@ -24,6 +24,7 @@ from typing import Any
 from pivotgym.chat import ChatFormat
 from pivotgym.engines.base import Engine, SamplingParams
 from pivotgym.env import AsyncEnv
+from pivotgym.errors import InfraError
 from pivotgym.rl.batch import TrainSample
 from pivotgym.seeds import derive_seed
 from pivotgym.tasks import Task
@@ -162,7 +163,10 @@ async def collect(
                     or (max_turns is not None and rollout.turns >= max_turns)
                     or (room is not None and rollout.length + len(added) > room)
                 ):
-                    rollout.reward, _ = await env.evaluate()  # type: ignore[attr-defined]
+                    try:
+                        rollout.reward, _ = await env.evaluate()  # type: ignore[attr-defined]
+                    except InfraError as exc:  # counted as such, like a step's
+                        rollout.infra_error = str(exc)
                     rollout.done = True
                     ended.append(i)
                     continue

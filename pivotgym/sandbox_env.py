@@ -68,6 +68,9 @@ class SandboxEnv(AsyncEnv):
     - ``timeout_s``, ``memory_mb``, ``max_processes``, ``max_output_bytes``, ``disk_mb``,
       ``max_files``, ``cpus``: sandbox limits, defaulting to each task's ``task.toml``;
     - ``max_turns``: assistant turns before the episode is truncated (default: the task's);
+      it is truncated too once its steps took the task's ``[agent] timeout_sec``;
+    - ``max_calls``: tool calls one turn may make (default 16); the rest are answered
+      with an error and not run, so that one turn's time stays bounded;
     - ``divergence``: replay policy, ``"strict"`` (default), ``"lenient"`` or ``"off"``;
     - ``cache``: a :class:`SnapshotCache` to share between environments;
     - ``ledger``: a :class:`~pivotgym.ledger.Ledger` that steps (replayed ones included)
@@ -90,6 +93,7 @@ class SandboxEnv(AsyncEnv):
         max_files: int | None = None,
         cpus: float | None = None,
         max_turns: int | None = None,
+        max_calls: int = 16,
         divergence: Divergence = "strict",
         cache: SnapshotCache | None = None,
         ledger: Ledger | None = None,
@@ -112,6 +116,10 @@ class SandboxEnv(AsyncEnv):
             "cpus": cpus,
         }
         self.max_turns_override = max_turns
+        if max_calls < 1:
+            raise DataError("must be at least 1", field="max_calls")
+        self.max_calls = max_calls
+        self.episode_s = 0.0
         self.divergence = divergence
         self.cache = (cache or SnapshotCache()).acquire()
         self.ledger = ledger
@@ -192,6 +200,7 @@ class SandboxEnv(AsyncEnv):
         self.sandbox = await self.backend.create(self.spec_for(task))
         self.messages = self.initial_messages(task)
         self.turn = 0
+        self.episode_s = 0.0
         info = {
             "task": task.name,
             "turn": 0,
@@ -268,6 +277,7 @@ class SandboxEnv(AsyncEnv):
             await cache.put(task.key, hashes[i + 1], CacheEntry(snap, list(divergences)))
         self.messages = copy.deepcopy(trajectory.prefix(turn))
         self.turn = turn
+        self.episode_s = 0.0
         info = {
             "task": task.name,
             "trajectory": trajectory.id,
@@ -286,10 +296,11 @@ class SandboxEnv(AsyncEnv):
 
         Each call gets one tool message, in order, and one info whose ``error`` is None
         or why the call did not run: ``"malformed_call"`` (not an object with a
-        ``function`` object whose ``name`` is a string), ``"unknown_tool"``, or
+        ``function`` object whose ``name`` is a string), ``"unknown_tool"``,
         ``"invalid_arguments"`` (not a JSON object, nested too deeply to parse, or
-        rejected by the tool). A reply's ``tool_call_id`` is the call's ``id`` when that
-        is a non-empty string, else None.
+        rejected by the tool), or ``"too_many_calls"`` (past ``max_calls`` in one turn).
+        A reply's ``tool_call_id`` is the call's ``id`` when that is a non-empty string,
+        else None.
 
         ``tool_calls`` absent, null or empty makes no call. Any other value that is not
         a list (a string, an object) holds no valid call: it gets one
@@ -308,13 +319,16 @@ class SandboxEnv(AsyncEnv):
         tool_messages: list[Message] = []
         infos: list[dict[str, Any]] = []
         finished = False
-        for call in raw_calls:
+        for index, call in enumerate(raw_calls):
             call_id = call.get("id") if isinstance(call, dict) else None
             call_id = call_id if isinstance(call_id, str) and call_id else None
             function = call.get("function") if isinstance(call, dict) else None
             name = function.get("name") if isinstance(function, dict) else None
             info: dict[str, Any] = {"tool": name if isinstance(name, str) else None, "error": None}
-            if not isinstance(call, dict):
+            if index >= self.max_calls:
+                content = f"Error: at most {self.max_calls} calls a turn; this one did not run."
+                info["error"] = "too_many_calls"
+            elif not isinstance(call, dict):
                 content = f"Error: the tool call is not an object (got {type(call).__name__})."
                 info["error"] = "malformed_call"
             elif not isinstance(name, str):
@@ -373,7 +387,12 @@ class SandboxEnv(AsyncEnv):
         info["tool_errors"] = [c["error"] for c in calls if c.get("error")]
         self.turn += 1
         terminated = finished or not action.get("tool_calls")
-        truncated = not terminated and self.turn >= self.max_turns
+        # Harbor's [agent] timeout_sec bounds the episode's own time (grading aside).
+        self.episode_s += time.perf_counter() - start
+        out_of_time = self.episode_s >= self.task.config.agent_timeout_s
+        truncated = not terminated and (self.turn >= self.max_turns or out_of_time)
+        if truncated and out_of_time:
+            info["agent_timeout"] = True
         reward = 0.0
         if terminated or truncated:
             self.done = True

@@ -97,7 +97,8 @@ def test_read_only_binds_cannot_be_remounted_or_written(terminal):
 def test_limits_cannot_be_raised_from_inside(terminal):
     """The finding: mounting the cgroup file system raised the sandbox's own memory and
     pids limits (and left child groups nobody removed)."""
-    env = terminal(toml="[environment]\nmemory_mb = 96\n[pivotgym]\nmax_processes = 40\n")
+    limits = "[environment]\nmemory_mb = 96\nstorage_mb = 64\n[pivotgym]\nmax_processes = 40\n"
+    env = terminal(toml=limits)
     attack = (
         "mkdir -p /tmp/cg /tmp/cgp /tmp/cg2; "
         "mount -t cgroup -o memory none /tmp/cg && echo MOUNTED memory && "
@@ -255,6 +256,91 @@ def test_a_repository_cannot_run_programs_in_the_grader(terminal):
     assert any("core.fsmonitor" in note for note in info["test"]["tampering"])
 
 
+GIT_LOG_TEST = (
+    "out=/logs/verifier; mkdir -p $out; echo 0 > $out/reward.txt\nset -e\n"
+    'git -C /app log --oneline | grep -q "answer is 42"\n[ "$(cat /app/answer)" = 42 ]\n'
+    "echo 1 > $out/reward.txt\n"
+)
+# A commit with a signature, so that `log.showSignature` makes git run `gpg.program`,
+# the agent's: it writes the reward and kills the test.
+SIGNED = (
+    "cd /app && git init -q && echo 41 > answer && git add answer && "
+    'git commit -qm "answer is 41" && tree=$(git write-tree) && parent=$(git rev-parse HEAD) && '
+    "printf 'tree %s\\nparent %s\\nauthor a <a@b> 1700000000 +0000\\n"
+    "committer a <a@b> 1700000000 +0000\\ngpgsig -----BEGIN PGP SIGNATURE-----\\n \\n x\\n "
+    "-----END PGP SIGNATURE-----\\n\\nwip\\n' $tree $parent > /tmp/c && "
+    "c=$(git hash-object -t commit -w /tmp/c) && git update-ref HEAD $c && "
+    "printf '#!/bin/sh\\nmkdir -p /logs/verifier; echo 1 > /logs/verifier/reward.txt; "
+    "kill -9 -1\\n' > .git/v && chmod +x .git/v && git config gpg.program /app/.git/v && "
+    "git config log.showSignature true && "
+    "printf '[core] fsmonitor = /app/.git/v\\n' >> .git/config"
+)
+
+
+def test_a_signature_program_cannot_run_in_the_graders_git_log(terminal):
+    """Found in review: `gpg.program` with `log.showSignature` made the grader's own
+    `git log` run the agent's program, which wrote reward 1 and killed the test."""
+    env = terminal(test_sh=GIT_LOG_TEST)
+    out(env, SIGNED)
+    reward, info = submit(env)
+    assert reward == 0.0 and info["test"]["exit_code"] == 1, info
+    notes = " ".join(info["test"]["tampering"])
+    for key in ("gpg.program", "log.showsignature", "core.fsmonitor"):
+        assert key in notes, notes
+
+
+def test_a_test_that_fails_or_is_killed_scores_zero_whatever_its_reward_file(terminal):
+    env = terminal(test_sh="echo 1 > /logs/verifier/reward.txt\nexit 3\n")
+    out(env, "echo 42 > /app/answer")
+    assert submit(env)[0] == 0.0
+    killed = terminal(test_sh="echo 1 > /logs/verifier/reward.txt\nkill -9 $$\n")
+    assert submit(killed)[0] == 0.0
+
+
+def test_a_full_disk_leaves_the_grader_room_and_is_the_agents_failure(terminal):
+    """Found in review: a workdir filled to the quota left no room for the tests, and
+    grading raised (bwrap) or passed for an infrastructure failure (docker)."""
+    env = terminal(toml="[environment]\nstorage_mb = 32\n[pivotgym]\nmax_files = 3000\n")
+    fill = (
+        "head -c 40M /dev/zero > /app/big; mkdir /app/many; cd /app/many; "
+        "i=0; while [ $i -lt 5000 ] && : > f$i; do i=$((i+1)); done; echo made $i"
+    )
+    text = out(env, fill)
+    assert "made" in text
+    reward, info = submit(env)
+    assert reward == 0.0 and info["test"]["exit_code"] == 1, info
+
+
+def test_memory_kept_in_files_or_ipc_objects_does_not_kill_the_sandbox(terminal):
+    """Found in review: System V shared memory outlived its exec in a container and,
+    with files, ran its PID 1 out of memory; a full disk larger than the memory limit
+    starved every later exec. Neither can be an infrastructure failure."""
+    env = terminal(toml="[environment]\nmemory_mb = 128\nstorage_mb = 256\n")
+    shm = (
+        'python3 -c "import ctypes; l = ctypes.CDLL(None); l.shmat.restype = ctypes.c_void_p\n'
+        "for n in range(3):\n    i = l.shmget(0x1000 + n, 40 << 20, 0o1600)\n"
+        '    ctypes.memset(l.shmat(i, None, 0), 1, 40 << 20)"'
+    )
+    out(env, shm)
+    assert out(env, "ipcs -m | grep -c 0x0000100 || true").strip() == "0"
+    out(env, "head -c 250M /dev/zero > /app/fill 2>/dev/null; true")
+    for _ in range(3):
+        assert out(env, "echo alive") == "alive\n"
+    obs, _, _, _, info = env.step(bash("python3 -c \"x = b'a' * (400 << 20)\""))
+    assert info["infra_error"] is None and info["calls"][0]["exit_code"] == 137
+    assert out(env, "echo still") == "still\n"
+
+
+def test_one_turn_runs_at_most_max_calls_and_an_episode_ends_at_its_timeout(terminal):
+    env = terminal(toml="[agent]\ntimeout_sec = 2.0\n")
+    many = act(*(call("bash", {"command": f"echo {i}"}, f"c{i}") for i in range(20)))
+    obs, _, _, truncated, info = env.step(many)
+    errors = [c["error"] for c in info["calls"]]
+    assert errors == [None] * 16 + ["too_many_calls"] * 4 and not truncated
+    obs, reward, terminated, truncated, info = env.step(bash("sleep 2.5"))
+    assert truncated and not terminated and info["agent_timeout"] and "test" in info
+
+
 def test_writes_to_the_graders_folders_are_discarded_and_reported(terminal):
     env = terminal()
     out(env, "mkdir -p /logs/verifier /tests && echo 1 > /logs/verifier/reward.txt && "
@@ -305,14 +391,14 @@ def test_dangerous_system_calls_are_refused(terminal):
         libc = ctypes.CDLL(None, use_errno=True)
         nr = {"x86_64": {"unshare": 272, "ptrace": 101, "keyctl": 250, "bpf": 321,
                          "perf_event_open": 298, "io_uring_setup": 425, "mount": 165,
-                         "setns": 308, "userfaultfd": 323},
+                         "setns": 308, "userfaultfd": 323, "socket": 41},
               "aarch64": {"unshare": 97, "ptrace": 117, "keyctl": 219, "bpf": 280,
                           "perf_event_open": 241, "io_uring_setup": 425, "mount": 40,
-                          "setns": 268, "userfaultfd": 282}}[platform.machine()]
+                          "setns": 268, "userfaultfd": 282, "socket": 198}}[platform.machine()]
         calls = {"unshare": (0x10000000,), "ptrace": (16, os.getppid(), 0, 0),
                  "keyctl": (0, 0), "bpf": (0, 0, 0), "perf_event_open": (0, 0, -1, -1, 0),
                  "io_uring_setup": (1, 0), "mount": (b"none", b"/tmp", b"tmpfs", 0, 0),
-                 "setns": (0, 0), "userfaultfd": (0,)}
+                 "setns": (0, 0), "userfaultfd": (0,), "socket": (40, 1, 0)}
         for name, args in calls.items():
             ctypes.set_errno(0)
             result = libc.syscall(nr[name], *args)
@@ -321,7 +407,7 @@ def test_dangerous_system_calls_are_refused(terminal):
     )
     text = out(env, f"python3 -c '{probe}'")
     rows = [line.split() for line in text.splitlines() if line.strip()]
-    assert len(rows) == 9, text
+    assert len(rows) == 10, text
     for name, result, err in rows:
         assert result == "-1" and err in ("EPERM", "ENOSYS"), (name, result, err)
 
@@ -365,7 +451,9 @@ def test_terminal_escape_sequences_reach_the_model_escaped(terminal):
     env = terminal()
     text = out(env, "printf '\\033[2J\\033]0;owned\\007secret\\rshown\\n'")
     assert "\x1b" not in text and "\x07" not in text
-    assert text == "\\x1b[2J\\x1b]0;owned\\x07secret\rshown\n"
+    assert text == "\u241b[2J\u241b]0;owned\u2407secret\rshown\n"
+    flood = out(env, "head -c 100000 /dev/zero | tr '\\0' '\\1'")
+    assert len(flood) < 16_384 + 100  # the limit, and the marker that says what was cut
 
 
 # ------------------------------------------------ what the host reads of the state
@@ -463,6 +551,47 @@ def test_measuring_an_effect_runs_none_of_the_agents_programs(tmp_path, backend_
         env.close()
     assert not same.infra_error and same.reward == 1.0, same
     assert not other.infra_error and other.reward == 0.0 and "answer" in other.reason, other
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_a_slow_sample_scores_zero_and_masks_no_sibling(tmp_path, backend_name):
+    """Found in review: an action of many slow calls ran the whole group past the
+    verifier's limit, which masked every sample of the state."""
+    candidate = _candidate(tmp_path, "true", "echo 42 > answer")
+    env = TerminalEnv(tasks=[], sandbox=backend_name, cache=SnapshotCache())
+    slow = act(*(call("bash", {"command": "sleep 2"}, f"s{i}") for i in range(4)))
+
+    async def go():
+        state = await restore(env, candidate)
+        verifier = Execution(timeout_s=30, action_timeout_s=3)
+        return await verifier.verify_many(state, [slow, candidate.reference], candidate.reference)
+
+    try:
+        late, expert = pivotgym.run_sync(go())
+    finally:
+        env.close()
+    assert not late.infra_error and late.reward == 0.0 and "ran past" in late.reason
+    assert not expert.infra_error and expert.reward == 1.0
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_verdicts_on_undecodable_file_names_write_as_json(tmp_path, backend_name):
+    """Found in review: a file name that is not UTF-8 put a lone surrogate into a
+    verdict's reason, and writing the profile's JSONL raised."""
+    candidate = _candidate(tmp_path, "true", "echo 42 > answer")
+    env = TerminalEnv(tasks=[], sandbox=backend_name, cache=SnapshotCache())
+
+    async def go():
+        state = await restore(env, candidate)
+        odd = bash("echo 42 > answer; touch \"$(printf 'x\\377')\"")
+        return await Execution().verify_many(state, [odd], candidate.reference)
+
+    try:
+        (verdict,) = pivotgym.run_sync(go())
+    finally:
+        env.close()
+    assert verdict.reward == 0.0 and "x\\xff" in verdict.reason
+    json.dumps(verdict.reason, ensure_ascii=False).encode("utf-8")
 
 
 class _Breakable(TerminalEnv):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import re
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +39,15 @@ TRUNCATION_MARKER = "\n[... output truncated: {dropped} more bytes ...]\n"
 MAX_ARG_BYTES = 131_071
 MAX_ARGV_BYTES = 1 << 20
 # Control characters that a terminal would act on (escape sequences, cursor moves,
-# erasing) are shown as escapes in model-facing output; tab, newline and carriage
-# return are text (CRLF files print as they are).
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# erasing) are shown in model-facing output as the Unicode symbol that pictures them
+# (ESC as U+241B), one character for one, so output never grows past its limit; tab,
+# newline and carriage return are text (CRLF files print as they are). C1 controls,
+# which have no pictures, become U+FFFD.
+_CONTROL_PICTURES = {
+    **{c: 0x2400 + c for c in range(0x20) if chr(c) not in "\t\n\r"},
+    0x7F: 0x2421,
+    **{c: 0xFFFD for c in range(0x80, 0xA0)},
+}
 
 # Fixed clock and locale inside every sandbox, so that recorded tool outputs replay
 # byte-for-byte (git commit ids depend on the commit date, sort order on the locale).
@@ -87,6 +93,13 @@ class Limits:
     cpus: float = 1.0
     network: bool = False
 
+    @property
+    def memory_budget_mb(self) -> int:
+        """What a sandbox's memory cgroup allows: ``memory_mb`` for its processes, plus
+        ``disk_mb`` for its state, whose files live in memory (a tmpfs) and are charged
+        to it; so a full disk never leaves the processes without memory."""
+        return self.memory_mb + self.disk_mb
+
     def __post_init__(self) -> None:
         for name in (
             "timeout_s",
@@ -125,8 +138,9 @@ class ExecResult:
     """What one exec did.
 
     ``output`` is stdout and stderr interleaved as the command wrote them, decoded as
-    UTF-8 with replacement, terminal control characters shown as ``\\xNN`` escapes
-    (see :func:`escape_controls`), cut at the output limit with :data:`TRUNCATION_MARKER`.
+    UTF-8 with replacement, terminal control characters shown as the symbols that
+    picture them (see :func:`escape_controls`), cut at the output limit with
+    :data:`TRUNCATION_MARKER`.
     ``exit_code`` is the command's status, or ``None`` when pivotgym killed it (time out);
     a command killed by a signal reports ``128 + signal`` as a shell would.
     ``output_bytes`` counts everything the command wrote, kept or not.
@@ -174,8 +188,9 @@ class OutputCollector:
 
 def escape_controls(text: str) -> str:
     """``text`` with every control character but tab, newline and carriage return shown
-    as a ``\\xNN`` escape, so that output cannot drive the terminal it is read on."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    as its picture (ESC as ␛, BEL as ␇), so that output cannot drive the terminal it is
+    read on."""
+    return text.translate(_CONTROL_PICTURES)
 
 
 def check_argv(argv: Sequence[str], env: Mapping[str, str]) -> None:
@@ -271,16 +286,20 @@ class Sandbox(abc.ABC):
         others start empty in a sandbox restored from it.
         """
 
-    async def fork(self, n: int, *, keep: Sequence[str] | None = None) -> list[Sandbox]:
+    async def fork(
+        self, n: int, *, keep: Sequence[str] | None = None, limits: Limits | None = None
+    ) -> list[Sandbox]:
         """Return ``n`` independent sandboxes in this sandbox's current state.
 
         One source (:meth:`_fork_source`), ``n`` sandboxes started from it concurrently,
         the source released. All or nothing: if any start fails, the ones that started
-        are closed and the first error is raised. ``keep`` is as for :meth:`snapshot`.
+        are closed and the first error is raised. ``keep`` is as for :meth:`snapshot`;
+        ``limits`` replaces the copies' limits (a grader's copy gets room to spare).
         """
         if n < 1:
             raise ValueError(f"fork needs n >= 1, got {n}")
-        snap = await self._fork_source(keep)
+        spec = self.spec if limits is None else dataclasses.replace(self.spec, limits=limits)
+        snap = await self._fork_source(keep, spec)
         try:
             made = await asyncio.gather(
                 *(self.backend.create(self.spec, snapshot=snap) for _ in range(n)),
@@ -296,10 +315,12 @@ class Sandbox(abc.ABC):
             raise failures[0]
         return list(made)  # type: ignore[arg-type]
 
-    async def _fork_source(self, keep: Sequence[str] | None) -> Snapshot:
-        """What :meth:`fork` starts its sandboxes from: a snapshot, unless the backend
-        can hand a cheaper source (a view of the live state)."""
-        return await self.snapshot(keep)
+    async def _fork_source(self, keep: Sequence[str] | None, spec: SandboxSpec) -> Snapshot:
+        """What :meth:`fork` starts its sandboxes from, under ``spec``: a snapshot,
+        unless the backend can hand a cheaper source (a view of the live state)."""
+        snap = await self.snapshot(keep)
+        snap.spec = spec
+        return snap
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -586,7 +586,7 @@ class BwrapBackend(Backend):
             if self.cgroups is not None:
                 limits = spec.limits
                 self.cgroups.create(
-                    sandbox.group, limits.memory_mb, limits.max_processes, limits.cpus
+                    sandbox.group, limits.memory_budget_mb, limits.max_processes, limits.cpus
                 )
         except Exception as exc:
             if self.cgroups is not None:

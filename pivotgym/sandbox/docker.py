@@ -30,6 +30,8 @@ asyncio has too few threads on a small machine for eight forks that exec at once
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import errno
 import functools
 import hashlib
@@ -40,6 +42,7 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import tarfile
 import tempfile
 import threading
@@ -78,6 +81,7 @@ from pivotgym.sandbox.state import (
     StateSnapshot,
     StateStore,
     default_runtime_dir,
+    host_tool,
     places,
     unpack_archive,
 )
@@ -97,8 +101,13 @@ _IDLE_PID1 = [
 
 # Runs every exec: $1 is the working directory, the rest the command. stderr joins
 # stdout before anything runs, so output keeps the order it was written in; the
-# command then replaces the wrapper, so the exec's process is the command itself.
-_WRAPPER = 'exec 2>&1; cd -- "$1" || exit 1; shift; exec "$@"'
+# command then replaces the wrapper, so the exec's process is the command itself. Its
+# OOM score goes to the top first, so that the OOM killer takes the command's
+# processes, never PID 1 (a command that fills memory fails; it does not kill its
+# sandbox), and nothing inside can lower it again.
+_WRAPPER = (
+    'exec 2>&1; echo 1000 > /proc/self/oom_score_adj; cd -- "$1" || exit 1; shift; exec "$@"'
+)
 
 # Docker's defaults for these, plus /dev and the cgroup mounts: nothing of the
 # container's own file system is writable but the state's binds.
@@ -122,9 +131,11 @@ _MASKED_PATHS = [
     "/proc/sched_debug",
     "/proc/scsi",
     "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ]
 
 _GO_MODE_DIR = 1 << 31
+_CLONE_NEWIPC = 0x08000000
 
 T = TypeVar("T")
 
@@ -298,6 +309,7 @@ class DockerSandbox(StateSandbox):
                 # Whatever the command left running, or all of it on a time out.
                 self._kill_all()
                 watcher.join()
+                self._clear_ipc()
             timed_out = not exited.is_set()
             duration = time.monotonic() - start
             code = None if timed_out else self._exit_code(api, exec_id)
@@ -382,6 +394,22 @@ class DockerSandbox(StateSandbox):
         finally:
             if pidfd is not None:
                 os.close(pidfd)
+
+    def _clear_ipc(self) -> None:
+        """Remove the container's System V IPC objects and POSIX message queues: they
+        outlive every process, so they would keep memory, and state outside the state,
+        past the exec (each bwrap exec has an IPC namespace of its own)."""
+        queues = Path(f"/proc/{self._init_pid}/root/dev/mqueue")
+        with suppress(OSError):
+            for name in os.listdir(queues):
+                with suppress(OSError):
+                    os.unlink(queues / name)
+        # This thread joins the container's IPC namespace to look: cheap, where
+        # running ipcrm after every exec would cost a process each time.
+        with suppress(OSError), _ipc_namespace(self._init_pid):
+            objects = [Path("/proc/sysvipc", kind).read_text() for kind in ("shm", "sem", "msg")]
+            if any(text.count("\n") > 1 for text in objects):
+                subprocess.run([host_tool("ipcrm"), "--all"], capture_output=True)
 
     def _pids(self) -> set[int]:
         """The container's processes but PID 1, as the host sees them (none once gone)."""
@@ -529,6 +557,29 @@ class DockerSandbox(StateSandbox):
 
 
 # ---------------------------------------------------------------------------- backend
+
+
+@contextmanager
+def _ipc_namespace(pid: int) -> Iterator[None]:
+    """Run the block in the IPC namespace of process ``pid`` (this thread only)."""
+    target = os.open(f"/proc/{pid}/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/thread-self/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc().setns(target, _CLONE_NEWIPC) != 0:
+            raise OSError(ctypes.get_errno(), "setns into the container's IPC namespace")
+        try:
+            yield
+        finally:
+            if _libc().setns(own, _CLONE_NEWIPC) != 0:  # never leave a pool thread there
+                raise RuntimeError("cannot return to the driver's IPC namespace")
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def _close_socket(sock: Any) -> None:
@@ -729,8 +780,8 @@ class DockerBackend(Backend):
         }
         host_config = api.create_host_config(
             network_mode="bridge" if limits.network else "none",
-            mem_limit=f"{limits.memory_mb}m",
-            memswap_limit=f"{limits.memory_mb}m",
+            mem_limit=f"{limits.memory_budget_mb}m",
+            memswap_limit=f"{limits.memory_budget_mb}m",
             pids_limit=limits.max_processes,
             nano_cpus=int(limits.cpus * 1e9),
             ulimits=[docker.types.Ulimit(name="fsize", soft=file_limit, hard=file_limit)],

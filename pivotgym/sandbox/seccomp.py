@@ -15,7 +15,9 @@ with those few capabilities could still reach. What it denies, by purpose:
 - the kernel's wider attack surface (``bpf``, ``perf_event_open``, ``userfaultfd``,
   ``io_uring_*``, the key rings, ``open_by_handle_at``), and whatever acts on the whole
   machine (modules, ``kexec``, ``reboot``, clocks, swap, quotas, ``acct``, ``syslog``);
-- typing into a terminal (``ioctl`` ``TIOCSTI``/``TIOCLINUX``).
+- typing into a terminal (``ioctl`` ``TIOCSTI``/``TIOCLINUX``);
+- ``AF_VSOCK`` sockets, which no network namespace encloses (they reach the host or
+  hypervisor of a virtual machine).
 
 :func:`bpf_program` compiles the list to classic BPF for bubblewrap's ``--seccomp FD``
 (a process of another ABI than the machine's, such as x32 or i386, is killed: its
@@ -53,13 +55,14 @@ DENIED = (
 # NEWPID, NEWNET.
 CLONE_NAMESPACES = 0x00000080 | 0x00020000 | 0x7C000000 | 0x02000000
 TERMINAL_IOCTLS = (0x5412, 0x541C)  # TIOCSTI, TIOCLINUX
+AF_VSOCK = 40
 
 # System call numbers of the two architectures pivotgym runs on (from the kernel's
 # unistd headers), and their audit architecture ids.
 _NUMBERS = {
     "x86_64": {
         "acct": 163, "add_key": 248, "adjtimex": 159, "bpf": 321, "chroot": 161,
-        "clock_adjtime": 305, "clock_settime": 227, "clone": 56, "clone3": 435,
+        "clock_adjtime": 305, "clock_settime": 227, "clone": 56, "clone3": 435, "socket": 41,
         "delete_module": 176, "fanotify_init": 300, "finit_module": 313, "fsconfig": 431,
         "fsmount": 432, "fsopen": 430, "fspick": 433, "init_module": 175,
         "io_uring_enter": 426, "io_uring_register": 427, "io_uring_setup": 425, "ioctl": 16,
@@ -75,7 +78,7 @@ _NUMBERS = {
     },
     "aarch64": {
         "acct": 89, "add_key": 217, "adjtimex": 171, "bpf": 280, "chroot": 51,
-        "clock_adjtime": 266, "clock_settime": 112, "clone": 220, "clone3": 435,
+        "clock_adjtime": 266, "clock_settime": 112, "clone": 220, "clone3": 435, "socket": 198,
         "delete_module": 106, "fanotify_init": 262, "finit_module": 273, "fsconfig": 431,
         "fsmount": 432, "fsopen": 430, "fspick": 433, "init_module": 105,
         "io_uring_enter": 426, "io_uring_register": 427, "io_uring_setup": 425, "ioctl": 29,
@@ -156,6 +159,12 @@ def bpf_program(machine: str | None = None) -> bytes:
         op(_JEQ, request, jf=1)
         op(_RET, _ERRNO | errno.EPERM)
     op(_RET, _ALLOW)
+    # socket: denied for the address family no namespace encloses.
+    op(_JEQ, numbers["socket"], jf=4)
+    op(_LD_ABS, _ARG0)
+    op(_JEQ, AF_VSOCK, jf=1)
+    op(_RET, _ERRNO | errno.EPERM)
+    op(_RET, _ALLOW)
     op(_RET, _ALLOW)
     return b"".join(struct.pack("=HBBI", *ins) for ins in prog)
 
@@ -179,6 +188,8 @@ def docker_profile(machine: str | None = None) -> str:
     for request in TERMINAL_IOCTLS:
         arg = {"index": 1, "value": request, "op": "SCMP_CMP_EQ"}
         rules.append({"names": ["ioctl"], "args": [arg], **eperm})
+    vsock = {"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_EQ"}
+    rules.append({"names": ["socket"], "args": [vsock], **eperm})
     profile = {
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": [_DOCKER_ARCH[machine]],

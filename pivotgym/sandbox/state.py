@@ -133,7 +133,9 @@ def _chown_tree(root: Path, uid: int) -> None:
 
 
 class UncopyableState(ValueError):
-    """A state holds what the host cannot copy: a path longer than the system takes.
+    """A state holds what the host cannot copy: a path longer than the system takes, or
+    (for a driver without root, whose user the sandbox's root is) a folder whose mode
+    closes it to its owner.
 
     Only a command can have made it (a task's own files are copied when the sandbox is
     made), so it is the policy's doing, never an infrastructure failure.
@@ -153,6 +155,8 @@ def _uncopyable(root: Path) -> str | None:
         except OSError as exc:
             if exc.errno == errno.ENAMETOOLONG:
                 return f"a path of {len(os.fsencode(folder)):,} bytes, longer than the system takes"
+            if exc.errno in (errno.EACCES, errno.EPERM):  # a driver without root
+                return f"{printable(folder)} is closed to the host (its mode denies reading)"
     return None
 
 
@@ -411,14 +415,20 @@ class StateSandbox(Sandbox):
             raise ValueError(f"{inside} is not a writable place of sandbox {self.id[:12]}")
         return self.root / sub
 
-    async def _fork_source(self, keep: Sequence[str] | None) -> Snapshot:
+    async def _fork_source(self, keep: Sequence[str] | None, spec: SandboxSpec) -> Snapshot:
         if self.closed:
             raise InfraError(f"sandbox {self.id[:12]} is closed")
         store: StateStore = self.backend.store  # type: ignore[attr-defined]
-        return store.view(self.root, self.spec, keep)
+        return store.view(self.root, spec, keep)
 
 
 # ------------------------------------------------------------------ reading a state
+
+
+def printable(path: str) -> str:
+    """A path read from a state, fit to print and to write as JSON: bytes that are not
+    UTF-8 (kept as surrogates, so that names stay distinct) shown as ``\\xNN``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -427,8 +437,9 @@ class TreeEntry:
 
     ``kind`` is ``find -printf %y``'s letter (``f`` file, ``d`` directory, ``l`` link,
     ``p`` FIFO, ``s`` socket, ``c``/``b`` devices); ``mode`` the permission bits;
-    ``target`` a link's target; ``sha256`` a regular file's digest; ``data`` its bytes
-    when the reader asked for them.
+    ``target`` a link's target; ``sha256`` a digest of a regular file's content (see
+    :func:`_content_digest`); ``data`` its bytes when the reader asked for them and the
+    file is at most :data:`MAX_DATA` long.
     """
 
     kind: str
@@ -440,6 +451,10 @@ class TreeEntry:
 
 
 MAX_DEPTH = 256
+CHUNK = 1 << 20
+# Files read whole for a reader that asked (git indexes, zip archives) are at most this
+# long; longer ones are only digested, so no file makes the host hold its bytes.
+MAX_DATA = 16 << 20
 _KINDS = {
     stat.S_IFREG: "f",
     stat.S_IFDIR: "d",
@@ -527,21 +542,78 @@ def _read_file(
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode) or opened.st_ino != st.st_ino:
             return TreeEntry(_KINDS.get(stat.S_IFMT(opened.st_mode), "?"), mode)
-        digest = hashlib.sha256()
-        chunks: list[bytes] | None = None
-        first = True
-        while block := os.read(fd, 1 << 20):
-            if first:
-                first = False
-                if want_data is not None and want_data(rel, block[:8]):
-                    chunks = []
-            digest.update(block)
-            if chunks is not None:
-                chunks.append(block)
-        data = b"".join(chunks) if chunks is not None else None
-        return TreeEntry("f", mode, opened.st_size, sha256=digest.hexdigest(), data=data)
+        size = opened.st_size
+        head = os.pread(fd, 8, 0)
+        wanted = size <= MAX_DATA and want_data is not None and want_data(rel, head)
+        data = _pread_all(fd, 0, size) if wanted else None
+        return TreeEntry("f", mode, size, sha256=_content_digest(fd, size), data=data)
     finally:
         os.close(fd)
+
+
+def _content_digest(fd: int, size: int) -> str:
+    """A digest of a file's content that costs what its data costs, not its length.
+
+    The content is cut in chunks of :data:`CHUNK` bytes; the digest is the sha256 of
+    their sha256s, with every run of chunks that are all zeros written as one
+    ``(zeros, length, count)`` record. Chunks inside a hole (``SEEK_HOLE``) are known to
+    be zeros without reading them, so a sparse file of terabytes costs as much as its
+    few blocks of data; equal content gives an equal digest however it is stored.
+    """
+    outer = hashlib.sha256()
+    zeros: tuple[int, int] | None = None  # (chunk length, how many) of the current run
+
+    def add_zeros(length: int) -> None:
+        nonlocal zeros
+        if zeros is not None and zeros[0] == length:
+            zeros = (length, zeros[1] + 1)
+            return
+        flush()
+        zeros = (length, 1)
+
+    def flush() -> None:
+        nonlocal zeros
+        if zeros is not None:
+            outer.update(b"Z%d:%d;" % zeros)
+            zeros = None
+
+    offset, data_at = 0, _next_data(fd, 0, size)
+    while offset < size:
+        end = min(offset + CHUNK, size)
+        if end <= data_at:
+            add_zeros(end - offset)
+        else:
+            block = _pread_all(fd, offset, end - offset)
+            if block.count(0) == len(block):
+                add_zeros(len(block))
+            else:
+                flush()
+                outer.update(hashlib.sha256(block).digest())
+            data_at = _next_data(fd, end, size)
+        offset = end
+    flush()
+    return outer.hexdigest()
+
+
+def _next_data(fd: int, offset: int, size: int) -> int:
+    """Where data starts at or after ``offset`` (``size`` if only a hole is left)."""
+    if offset >= size:
+        return size
+    try:
+        return os.lseek(fd, offset, os.SEEK_DATA)
+    except OSError:  # ENXIO: a hole up to the end
+        return size
+
+
+def _pread_all(fd: int, offset: int, length: int) -> bytes:
+    chunks, done = [], 0
+    while done < length:
+        block = os.pread(fd, length - done, offset + done)
+        if not block:
+            break
+        chunks.append(block)
+        done += len(block)
+    return b"".join(chunks)
 
 
 def read_small_file(root: Path, rel: str, limit: int = 1 << 20) -> bytes | None:

@@ -61,7 +61,7 @@ from typing import Any
 from pivotgym.errors import InfraError
 from pivotgym.replay import Normalizer
 from pivotgym.sandbox.base import DETERMINISTIC_ENV
-from pivotgym.sandbox.state import TreeEntry, read_small_file, read_tree
+from pivotgym.sandbox.state import TreeEntry, printable, read_small_file, read_tree
 from pivotgym.verifiers.base import (
     Call,
     MalformedAction,
@@ -118,8 +118,11 @@ class ExecutionStats:
     expert_cache_hits: int = 0
 
 
-class _Rejected(Exception):
-    """The environment refused an action's arguments (a malformed action)."""
+@dataclass(frozen=True)
+class _OutOfTime:
+    """A sampled action ran past :attr:`Execution.action_timeout_s` in its branch."""
+
+    limit_s: float
 
 
 @dataclass
@@ -134,8 +137,9 @@ class Execution(Verifier):
     Options: ``compare_files``, ``compare_shell``, ``compare_exit`` (bools, default on),
     ``compare_output`` (``"auto"``, ``True`` or ``False``), ``output_whitespace``
     (``"trailing"``, ``"collapse"``, ``"exact"``), ``timeout_s`` (the harness limit for
-    one verdict, an infrastructure failure when exceeded), ``cache_size`` (candidates
-    whose demonstrated effect is kept).
+    one verdict, an infrastructure failure when exceeded), ``action_timeout_s`` (what a
+    sampled action may take in its branch, below ``timeout_s``: past it the action
+    scores 0), ``cache_size`` (candidates whose demonstrated effect is kept).
     """
 
     name = "execution"
@@ -149,8 +153,11 @@ class Execution(Verifier):
         compare_output: bool | str = "auto",
         output_whitespace: str = "trailing",
         timeout_s: float | None = 300.0,
+        action_timeout_s: float = 120.0,
         cache_size: int = 4096,
     ) -> None:
+        if timeout_s is not None and action_timeout_s >= timeout_s:
+            raise ValueError("action_timeout_s must be below timeout_s (the harness's own limit)")
         if compare_output not in (True, False, "auto"):
             raise ValueError("compare_output must be True, False or 'auto'")
         if output_whitespace not in ("trailing", "collapse", "exact"):
@@ -161,6 +168,7 @@ class Execution(Verifier):
         self.compare_output = compare_output
         self.output_whitespace = output_whitespace
         self.timeout_s = timeout_s
+        self.action_timeout_s = action_timeout_s
         self.cache_size = cache_size
         self.stats = ExecutionStats()
         self._experts: OrderedDict[str, asyncio.Future[ExpertEffect]] = OrderedDict()
@@ -248,7 +256,8 @@ class Execution(Verifier):
             self.stats.fork_s += time.perf_counter() - started
             self.stats.branches += len(branches)
             jobs = [
-                self._effect(state, b, calls) for b, calls in zip(branches, samples, strict=False)
+                self._sample_job(state, b, calls)
+                for b, calls in zip(branches, samples, strict=False)
             ]
             if mine:
                 jobs.append(
@@ -295,6 +304,16 @@ class Execution(Verifier):
             if not future.done():
                 self._fail_expert(key, future, exc)
             raise
+
+    async def _sample_job(
+        self, state: State, branch: Any, calls: list[Call]
+    ) -> Effect | str | _OutOfTime:
+        """A sample's effect within its own time: one that runs past it has failed, not
+        the harness (which would mask the whole group with it)."""
+        try:
+            return await asyncio.wait_for(self._effect(state, branch, calls), self.action_timeout_s)
+        except TimeoutError:
+            return _OutOfTime(self.action_timeout_s)
 
     # ------------------------------------------------------------------ one branch
 
@@ -345,12 +364,17 @@ class Execution(Verifier):
             return "\n".join(line.rstrip() for line in text.splitlines()).rstrip("\n")
         return text
 
-    def _compare(self, expert: ExpertEffect, sample: Effect | str | BaseException) -> Verdict:
+    def _compare(
+        self, expert: ExpertEffect, sample: Effect | str | _OutOfTime | BaseException
+    ) -> Verdict:
         if isinstance(sample, BaseException):
             # The demonstration's branch ran and was measured, so the sandbox works: the
             # sample broke its own (see the module docstring).
             reason = f"the action's branch failed: {type(sample).__name__}: {str(sample)[:300]}"
             return failed(reason, branch_failed=True)
+        if isinstance(sample, _OutOfTime):
+            reason = f"the action ran past the verifier's {sample.limit_s:g} s"
+            return failed(reason, timed_out=True)
         if isinstance(sample, str):
             return failed(f"malformed action: {sample}")
         want = expert.effect
@@ -396,7 +420,8 @@ def _file_diffs(want: dict[str, str], got: dict[str, str]) -> list[str]:
     out = []
     for label, paths in (("missing", missing), ("unexpected", extra), ("differs", changed)):
         if paths:
-            shown = ", ".join(paths[:4]) + (f" (+{len(paths) - 4} more)" if len(paths) > 4 else "")
+            names = [printable(p) for p in paths[:4]]
+            shown = ", ".join(names) + (f" (+{len(paths) - 4} more)" if len(paths) > 4 else "")
             out.append(f"{label}: {shown}")
     return out
 
