@@ -26,12 +26,18 @@ def runtime_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, runtime_dir: Path) -> Iterator[Backend]:
-    made = backend_class(request.param)(runtime_dir=runtime_dir / request.param)
+def own_backend(name: str, runtime_dir: Path) -> Iterator[Backend]:
+    """A backend of its own for one test; on the way out it closes what it made and
+    reaps what the test's killed drivers left, so no mount outlives the test."""
+    made = backend_class(name)(runtime_dir=runtime_dir / name)
     yield made
     made.close_all_sync()
-    made.reap()  # what a test's killed drivers left, so no mount outlives the test
+    made.reap()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, runtime_dir: Path) -> Iterator[Backend]:
+    yield from own_backend(request.param, runtime_dir)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import own_backend
 from sandbox_checks import descendants, run
 
 from pivotgym.errors import InfraError
@@ -31,10 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def backend(runtime_dir: Path) -> BwrapBackend:
-    made = BwrapBackend(runtime_dir=runtime_dir / "bwrap")
-    yield made
-    made.close_all_sync()
-    made.reap()
+    yield from own_backend("bwrap", runtime_dir)
 
 
 def _groups(backend: BwrapBackend, name: str) -> list[Path]:

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import own_backend
 from sandbox_checks import run
 
 from pivotgym.errors import DataError, InfraError
@@ -26,10 +27,7 @@ pytestmark = [
 
 @pytest.fixture
 def backend(runtime_dir: Path) -> DockerBackend:
-    made = DockerBackend(runtime_dir=runtime_dir / "docker")
-    yield made
-    made.close_all_sync()
-    made.reap()
+    yield from own_backend("docker", runtime_dir)
 
 
 def _api():

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import io
 import json
@@ -66,6 +64,7 @@ from pivotgym.sandbox.state import (
     StateStore,
     default_runtime_dir,
     host_tool,
+    libc,
     places,
     unpack_archive,
 )
@@ -134,11 +133,6 @@ def sandbox_uid() -> int:
     if uid == 0:
         raise InfraError("PIVOTGYM_SANDBOX_UID must not be 0: sandboxes never run as host root")
     return uid
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def _memfd(name: str, data: bytes) -> int:
@@ -547,7 +541,7 @@ class BwrapBackend(Backend):
             self._started = True
             # Become the reaper of orphaned descendants (bwrap's namespace inits): without
             # it they go to pid 1, which inside many containers never reaps them.
-            _libc().prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+            libc().prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
             self.store.prepare()
             self.reap()
             self.etc = self.store.scratch(size_mb=64, files=8192)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import errno
 import functools
 import hashlib
@@ -82,6 +81,7 @@ from pivotgym.sandbox.state import (
     StateStore,
     default_runtime_dir,
     host_tool,
+    libc,
     places,
     unpack_archive,
 )
@@ -105,9 +105,7 @@ _IDLE_PID1 = [
 # OOM score goes to the top first, so that the OOM killer takes the command's
 # processes, never PID 1 (a command that fills memory fails; it does not kill its
 # sandbox), and nothing inside can lower it again.
-_WRAPPER = (
-    'exec 2>&1; echo 1000 > /proc/self/oom_score_adj; cd -- "$1" || exit 1; shift; exec "$@"'
-)
+_WRAPPER = 'exec 2>&1; echo 1000 > /proc/self/oom_score_adj; cd -- "$1" || exit 1; shift; exec "$@"'
 
 # Docker's defaults for these, plus /dev and the cgroup mounts: nothing of the
 # container's own file system is writable but the state's binds.
@@ -222,7 +220,6 @@ class DockerSandbox(StateSandbox):
         self,
         backend: DockerBackend,
         container_id: str,
-        state_id: str,
         root: Path,
         spec: SandboxSpec,
         stdin: Any,
@@ -230,7 +227,6 @@ class DockerSandbox(StateSandbox):
     ) -> None:
         self.backend = backend
         self.id = container_id
-        self.state_id = state_id
         self.root = root
         self.spec = spec
         self._stdin = stdin  # PID 1 lives as long as this socket is open
@@ -565,21 +561,16 @@ def _ipc_namespace(pid: int) -> Iterator[None]:
     target = os.open(f"/proc/{pid}/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
     own = os.open("/proc/thread-self/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _libc().setns(target, _CLONE_NEWIPC) != 0:
+        if libc().setns(target, _CLONE_NEWIPC) != 0:
             raise OSError(ctypes.get_errno(), "setns into the container's IPC namespace")
         try:
             yield
         finally:
-            if _libc().setns(own, _CLONE_NEWIPC) != 0:  # never leave a pool thread there
+            if libc().setns(own, _CLONE_NEWIPC) != 0:  # never leave a pool thread there
                 raise RuntimeError("cannot return to the driver's IPC namespace")
     finally:
         os.close(target)
         os.close(own)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def _close_socket(sock: Any) -> None:
@@ -815,7 +806,7 @@ class DockerBackend(Backend):
                 stdin = api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
                 api.start(container_id)
                 init_pid = int(api.inspect_container(container_id)["State"]["Pid"])
-                sandbox = DockerSandbox(self, container_id, state_id, root, spec, stdin, init_pid)
+                sandbox = DockerSandbox(self, container_id, root, spec, stdin, init_pid)
             except BaseException:
                 self._remove_container_sync(container_id)
                 if stdin is not None:

@@ -102,19 +102,20 @@ def places(workdir: str) -> dict[str, str]:
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
+    """The C library, for the calls Python has no wrapper for (mount, prctl, setns)."""
     return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def _mount_tmpfs(path: Path, size_mb: int, files: int, uid: int) -> None:
     options = f"size={size_mb}m,nr_inodes={files},mode=0755,uid={uid},gid={uid}".encode()
-    if _libc().mount(b"tmpfs", str(path).encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options):
+    if libc().mount(b"tmpfs", str(path).encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options):
         err = ctypes.get_errno()
         raise OSError(err, f"mount tmpfs on {path}: {os.strerror(err)}")
 
 
 def _unmount(path: Path) -> None:
-    _libc().umount2(str(path).encode(), 2)  # MNT_DETACH; fails harmlessly if not mounted
+    libc().umount2(str(path).encode(), 2)  # MNT_DETACH; fails harmlessly if not mounted
 
 
 def _stamp(root: Path) -> None:
