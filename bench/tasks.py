@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pivotgym
-from pivotgym.tasks import Task
+from pivotgym.tasks import HarborTask
 
 COMMAND = "ls -la && wc -l notes/*.txt | tail -n 1 && grep -c line notes/n0.txt"
 
 
-def small_task(root: Path, n_files: int = 20) -> Task:
+def small_task(root: Path, n_files: int = 20) -> HarborTask:
     (root / "environment" / "notes").mkdir(parents=True)
     (root / "tests").mkdir()
     (root / "instruction.md").write_text("Count the lines of the notes.\n")

@@ -20,7 +20,8 @@ from pivotgym.registry import (
     register,
     registered,
 )
-from pivotgym.tasks import Task, load_task
+from pivotgym.task import Task
+from pivotgym.tasks import load_task
 from pivotgym.trajectory import Trajectory, iter_trajectories, save_trajectories
 
 declare_entry_points()

@@ -6,10 +6,10 @@ conversation just before the turn and the expert's action. Its id
 cached verifier effects key on it.
 
 An environment may narrow the set with a rule, ``rule(trajectory, turn) -> bool``, that
-it registers with :func:`register_candidate_rule` when its package is imported (the
-terminal environment keeps only turns that call a tool, :func:`calls_a_tool`). Without a
-registered rule every turn is a candidate. Rules are looked up by ``trajectory.env``;
-:func:`candidates` accepts an explicit ``rule`` that overrides the lookup.
+its :class:`~pivotgym.registry.EnvSpec` carries (the terminal environment keeps only
+turns that call a tool, :func:`calls_a_tool`). An environment without one, or not
+registered at all, makes every turn a candidate. Rules are looked up by
+``trajectory.env``; :func:`candidates` accepts an explicit ``rule`` that overrides it.
 """
 
 from __future__ import annotations
@@ -66,30 +66,12 @@ def calls_a_tool(trajectory: Trajectory, turn: int) -> bool:
     return bool(trajectory.action(turn).get("tool_calls"))
 
 
-_rules: dict[str, Rule] = {}
-
-
-def register_candidate_rule(env: str, rule: Rule, *, replace: bool = True) -> None:
-    """Make ``rule`` the candidate rule of environment ``env``.
-
-    Environment packages call this when imported, as the terminal environment does.
-    """
-    if not replace and env in _rules and _rules[env] is not rule:
-        raise ValueError(f"environment {env!r} already has a candidate rule")
-    _rules[env] = rule
-
-
 def candidate_rule(env: str) -> Rule:
-    """The rule registered for ``env``, or :func:`all_turns`.
+    """The rule of environment ``env``'s spec, or :func:`all_turns`."""
+    from pivotgym.registry import registered
 
-    Installed environments are discovered first (importing their packages runs their
-    registrations), so the rule does not depend on what the caller imported.
-    """
-    if env not in _rules:
-        from pivotgym.registry import registered
-
-        registered()
-    return _rules.get(env, all_turns)
+    spec = registered().get(env)
+    return spec.candidates() if spec is not None else all_turns
 
 
 def iter_candidates(

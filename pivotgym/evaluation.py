@@ -20,7 +20,7 @@ from pivotgym.engines.base import Engine, SamplingParams
 from pivotgym.env import AsyncEnv
 from pivotgym.models import ood
 from pivotgym.rollouts import Rollout, collect
-from pivotgym.tasks import Task
+from pivotgym.task import Task
 
 
 @dataclass(frozen=True)

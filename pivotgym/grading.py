@@ -41,9 +41,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pivotgym.errors import InfraError
+from pivotgym.grader import Episode
 from pivotgym.sandbox import Sandbox
 from pivotgym.sandbox.state import UncopyableState, printable, read_small_file, read_tree
-from pivotgym.tasks import Task
+from pivotgym.tasks import HarborTask
 
 REWARD_FILE = "verifier/reward.txt"  # below /logs
 # Room the graded copy has beyond the task's quota: the tests, and what they write.
@@ -107,7 +108,15 @@ exit 0
 _SHADOWED = frozenset(sys.stdlib_module_names) | {"sitecustomize", "usercustomize"}
 
 
-async def grade(sandbox: Sandbox, task: Task) -> tuple[float, dict[str, Any]]:
+class HarborGrader:
+    """The :class:`~pivotgym.grader.Grader` of sandboxed Harbor tasks: :func:`grade` on
+    the episode's sandbox, whether it ended or was cut by a limit (the test decides)."""
+
+    async def grade(self, episode: Episode) -> tuple[float, dict[str, Any]]:
+        return await grade(episode.world.sandbox, episode.task)
+
+
+async def grade(sandbox: Sandbox, task: HarborTask) -> tuple[float, dict[str, Any]]:
     """Run ``task``'s test on ``sandbox``'s end state; return the reward in [0, 1] and info."""
     workdir = task.config.workdir
     try:

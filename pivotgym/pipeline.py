@@ -51,7 +51,8 @@ from pivotgym.rl.sft import SFTTrainer, sft_sample
 from pivotgym.rl.training import BatchCursor, OptimConfig
 from pivotgym.rollouts import collect
 from pivotgym.seeds import derive_seed
-from pivotgym.tasks import Task, resolve_task
+from pivotgym.task import Task
+from pivotgym.tasks import resolve_task
 from pivotgym.verifiers import Verifier, default_verifier, get_verifier
 from pivotgym.verifiers.base import restore
 

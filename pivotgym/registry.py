@@ -25,7 +25,8 @@ import gymnasium
 
 from pivotgym.env import AsyncEnv
 from pivotgym.errors import DataError
-from pivotgym.tasks import InlineTasks, Task, load_task_dir, resolve_task
+from pivotgym.task import Task, TaskFormat
+from pivotgym.tasks import load_task_dir
 from pivotgym.trajectory import Trajectory, iter_trajectories
 
 GROUP = "pivotgym.envs"
@@ -36,12 +37,18 @@ class EnvSpec:
     """How to build an environment and where its bundled data lie.
 
     ``entry_point`` is the environment class (or factory) or its ``"module:attr"`` path;
-    it is called with ``tasks=`` and the keyword options of :func:`make`.
+    it is called with ``tasks=`` and the keyword options of :func:`make`, which it checks
+    into its typed options.
     ``trajectories`` and ``tasks`` map split names to a JSONL file and a folder of task
     directories. A split with trajectories but no task folder (their tasks are inline)
     still loads its tasks from the trajectories. ``lambda_diff`` is the pivot filter's
     default difficulty threshold for this environment (keep candidates whose mean
-    profiled reward is below it).
+    profiled reward is below it). ``candidate_rule`` (a callable or its
+    ``"module:attr"`` path; default: every turn) says which assistant turns are PivotRL
+    candidates (:mod:`pivotgym.candidates`), ``verifier`` and ``verifier_options`` the
+    one-turn verifier they are scored with by default (:mod:`pivotgym.verifiers`).
+    ``task_format`` (an object or its path) reads the env's task files and the tasks
+    that its trajectories carry (default: Harbor's, :data:`pivotgym.tasks.HARBOR`).
     """
 
     name: str
@@ -51,20 +58,37 @@ class EnvSpec:
     tasks: Mapping[str, Path] = field(default_factory=dict)
     default_split: str = "train"
     lambda_diff: float = 0.75
+    candidate_rule: str | Callable[..., bool] | None = None
+    verifier: str = "tool_call"
+    verifier_options: Mapping[str, Any] = field(default_factory=dict)
+    task_format: str | TaskFormat = "pivotgym.tasks:HARBOR"
 
     @property
     def gym_id(self) -> str:
         return gym_id(self.name)
 
     def factory(self) -> Callable[..., AsyncEnv]:
-        if callable(self.entry_point):
-            return self.entry_point
-        module, _, attr = self.entry_point.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return _resolve(self.entry_point)
+
+    def format(self) -> TaskFormat:
+        return _resolve(self.task_format) if isinstance(self.task_format, str) else self.task_format
+
+    def candidates(self) -> Callable[..., bool]:
+        """The candidate rule (every turn when the spec names none)."""
+        from pivotgym.candidates import all_turns
+
+        return all_turns if self.candidate_rule is None else _resolve(self.candidate_rule)
 
     @property
     def splits(self) -> list[str]:
         return sorted(set(self.trajectories) | set(self.tasks))
+
+
+def _resolve(target: Any) -> Any:
+    if callable(target):
+        return target
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def gym_id(name: str) -> str:
@@ -143,7 +167,7 @@ def make(name: str, *, split: str | None = None, tasks: Any = None, **options: A
     if tasks is None:
         tasks = load_tasks(name, split=split or spec.default_split) if spec.splits else []
     elif isinstance(tasks, str | Path):
-        tasks = load_task_dir(tasks)
+        tasks = spec.format().load(tasks)
     return spec.factory()(tasks=tasks, **options)
 
 
@@ -172,22 +196,14 @@ def load_trajectories(source: str | Path, split: str | None = None) -> list[Traj
 
 
 def load_tasks(source: str | Path, split: str | None = None) -> Sequence[Task]:
-    """Tasks from a folder of task directories, or a registered environment's ``split``."""
+    """Tasks from a folder of Harbor task directories, or a registered environment's
+    ``split`` in the environment's own task format."""
     path = Path(source)
     if path.exists() or not isinstance(source, str) or "/" in source:
         return load_task_dir(path)
     spec = get_spec(source)
     split = _split_of(spec, split, "task")
+    task_format = spec.format()
     if split in spec.tasks:
-        return load_task_dir(spec.tasks[split])
-    trajectories = load_trajectories(source, split)
-    if all(isinstance(t.task, dict) for t in trajectories):
-        specs: dict[str, tuple[dict[str, Any], str]] = {}
-        for t in trajectories:
-            specs.setdefault(t.task["name"], (t.task, t.id))
-        return InlineTasks(list(specs.values()))
-    seen: dict[str, Task] = {}
-    for trajectory in trajectories:
-        task = resolve_task(trajectory.task, trajectory.base_dir, source=trajectory.id)
-        seen.setdefault(task.name, task)
-    return list(seen.values())
+        return task_format.load(spec.tasks[split])
+    return task_format.from_trajectories(load_trajectories(source, split))

@@ -27,7 +27,7 @@ from pivotgym.env import AsyncEnv
 from pivotgym.errors import InfraError
 from pivotgym.rl.batch import TrainSample
 from pivotgym.seeds import derive_seed
-from pivotgym.tasks import Task
+from pivotgym.task import Task
 
 Segment = tuple[list[int], list[float] | None]
 

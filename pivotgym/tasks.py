@@ -156,13 +156,17 @@ def parse_config(table: Mapping[str, Any], source: Path | str) -> TaskConfig:
 
 
 @dataclass(frozen=True)
-class Task:
+class HarborTask:
     """A task folder in Harbor's layout, loaded and checked."""
 
     name: str
     root: Path
     instruction: str
     config: TaskConfig
+
+    @property
+    def max_turns(self) -> int:
+        return self.config.max_turns
 
     @property
     def environment_dir(self) -> Path:
@@ -192,7 +196,7 @@ class Task:
         return digest.hexdigest()[:16]
 
 
-def load_task(path: str | Path) -> Task:
+def load_task(path: str | Path) -> HarborTask:
     """Load one task directory, checking that its parts are there and well formed."""
     root = Path(path)
     if not root.is_dir():
@@ -213,7 +217,9 @@ def load_task(path: str | Path) -> Task:
         raise DataError("missing tests/test.sh", file=root)
     if (root / "environment").exists() and not (root / "environment").is_dir():
         raise DataError("environment must be a directory", file=root / "environment")
-    return Task(name=root.name, root=root, instruction=instruction_file.read_text(), config=config)
+    return HarborTask(
+        name=root.name, root=root, instruction=instruction_file.read_text(), config=config
+    )
 
 
 def task_cache_dir() -> Path:
@@ -226,7 +232,7 @@ def task_cache_dir() -> Path:
     return base / "tasks"
 
 
-def materialize_inline(spec: Mapping[str, Any], *, source: str | Path | None = None) -> Task:
+def materialize_inline(spec: Mapping[str, Any], *, source: str | Path | None = None) -> HarborTask:
     """Write an inline task spec to its cache folder (once) and load it."""
     if not isinstance(spec.get("name"), str) or not isinstance(spec.get("instruction"), str):
         raise DataError(
@@ -264,10 +270,12 @@ def materialize_inline(spec: Mapping[str, Any], *, source: str | Path | None = N
         except OSError:  # another process materialized it first
             shutil.rmtree(tmp, ignore_errors=True)
     task = load_task(root)
-    return Task(name=spec["name"], root=root, instruction=task.instruction, config=task.config)
+    return HarborTask(
+        name=spec["name"], root=root, instruction=task.instruction, config=task.config
+    )
 
 
-class InlineTasks(Sequence[Task]):
+class InlineTasks(Sequence[HarborTask]):
     """Inline task specs that become task folders only when used.
 
     A bundled split holds thousands of tasks while an episode needs one: names are
@@ -279,7 +287,7 @@ class InlineTasks(Sequence[Task]):
             if not isinstance(spec.get("name"), str):
                 raise DataError("inline task needs a string 'name'", file=source, field="task")
         self._specs = list(specs)
-        self._loaded: dict[int, Task] = {}
+        self._loaded: dict[int, HarborTask] = {}
 
     @property
     def names(self) -> list[str]:
@@ -289,10 +297,10 @@ class InlineTasks(Sequence[Task]):
         return len(self._specs)
 
     @overload
-    def __getitem__(self, index: int) -> Task: ...
+    def __getitem__(self, index: int) -> HarborTask: ...
     @overload
-    def __getitem__(self, index: slice) -> list[Task]: ...
-    def __getitem__(self, index: int | slice) -> Task | list[Task]:
+    def __getitem__(self, index: slice) -> list[HarborTask]: ...
+    def __getitem__(self, index: int | slice) -> HarborTask | list[HarborTask]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         index = range(len(self))[index]
@@ -361,8 +369,8 @@ def _toml_value(value: Any) -> str:
 
 def resolve_task(
     task: str | Mapping[str, Any], base_dir: Path | None, *, source: Any = None
-) -> Task:
-    """A trajectory's ``task`` field as a :class:`Task`: a path (relative to ``base_dir``)
+) -> HarborTask:
+    """A trajectory's ``task`` field as a :class:`HarborTask`: a path (relative to ``base_dir``)
     or an inline spec."""
     if isinstance(task, str):
         path = Path(task)
@@ -372,7 +380,7 @@ def resolve_task(
     return materialize_inline(task, source=source)
 
 
-def load_task_dir(path: str | Path) -> Sequence[Task]:
+def load_task_dir(path: str | Path) -> Sequence[HarborTask]:
     """Every task folder directly inside ``path``, sorted by name.
 
     ``path`` may also be a JSONL file (``.jsonl`` or ``.jsonl.gz``) of inline task specs,
@@ -390,3 +398,27 @@ def load_task_dir(path: str | Path) -> Sequence[Task]:
     if not tasks:
         raise DataError("no task folders found", file=root)
     return tasks
+
+
+class HarborFormat:
+    """Harbor's task format as a :class:`~pivotgym.task.TaskFormat`: folders of task
+    directories (or JSONL files of inline specs), and trajectories that carry inline
+    specs or paths to task folders."""
+
+    def load(self, path: str | Path) -> Sequence[HarborTask]:
+        return load_task_dir(path)
+
+    def from_trajectories(self, trajectories: Sequence[Any]) -> Sequence[HarborTask]:
+        if all(isinstance(t.task, dict) for t in trajectories):
+            specs: dict[str, tuple[dict[str, Any], str]] = {}
+            for t in trajectories:
+                specs.setdefault(t.task["name"], (t.task, t.id))
+            return InlineTasks(list(specs.values()))
+        seen: dict[str, HarborTask] = {}
+        for trajectory in trajectories:
+            task = resolve_task(trajectory.task, trajectory.base_dir, source=trajectory.id)
+            seen.setdefault(task.name, task)
+        return list(seen.values())
+
+
+HARBOR = HarborFormat()

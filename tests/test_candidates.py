@@ -1,16 +1,18 @@
-"""Candidates: every assistant turn, stable ids, per-environment rules through a public hook."""
+"""Candidates: every assistant turn, stable ids, per-environment rules from the env's spec."""
 
 from __future__ import annotations
 
 import pivotgym
+from pivotgym import registry
 from pivotgym.candidates import (
     Candidate,
     all_turns,
     calls_a_tool,
     candidate_rule,
     candidates,
-    register_candidate_rule,
 )
+from pivotgym.envs.terminal.env import TerminalEnv
+from pivotgym.registry import EnvSpec, register
 from pivotgym.trajectory import Trajectory
 
 
@@ -42,7 +44,7 @@ def test_every_turn_is_a_candidate_by_default() -> None:
 
 def test_terminal_keeps_the_turns_that_call_a_tool_on_the_bundled_data() -> None:
     trajectories = pivotgym.load_trajectories("terminal", split="train")
-    assert candidate_rule("terminal") is calls_a_tool  # registered by the terminal package
+    assert candidate_rule("terminal") is calls_a_tool  # declared by the terminal's spec
     found = candidates(trajectories)
     tool_turns = sum(
         1 for t in trajectories for i in range(t.num_turns) if t.action(i).get("tool_calls")
@@ -57,9 +59,11 @@ def test_terminal_keeps_the_turns_that_call_a_tool_on_the_bundled_data() -> None
     assert c == Candidate.of(c.trajectory, c.turn)
 
 
-def test_explicit_rule_overrides_and_the_hook_registers_a_rule() -> None:
+def test_explicit_rule_overrides_and_the_spec_declares_a_rule(monkeypatch) -> None:
+    monkeypatch.setattr(registry, "_specs", dict(registry.registered()))  # undone after
     trajectory = _trajectory("custom-env-for-candidates")
     assert len(candidates([trajectory], rule=calls_a_tool)) == 1
-    register_candidate_rule("custom-env-for-candidates", lambda t, turn: turn == 1)
+    register(EnvSpec("custom-env-for-candidates", entry_point=TerminalEnv,
+                     candidate_rule=lambda t, turn: turn == 1))  # fmt: skip
     assert [c.id for c in candidates([trajectory])] == ["t1:1"]
     assert [c.id for c in candidates([trajectory], rule=all_turns)] == ["t1:0", "t1:1"]

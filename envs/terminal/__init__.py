@@ -6,9 +6,7 @@ Registered through the ``pivotgym.envs`` entry point ``terminal = pivotgym.envs.
 
 from pathlib import Path
 
-from pivotgym.candidates import calls_a_tool, register_candidate_rule
 from pivotgym.registry import EnvSpec
-from pivotgym.verifiers import register_default_verifier
 
 DATA = Path(__file__).parent / "data"
 
@@ -18,9 +16,8 @@ ENV = EnvSpec(
     description="bash in a sandbox; shell-work tasks in Harbor's format with expert trajectories",
     trajectories={"train": DATA / "train.jsonl.gz", "test": DATA / "test.jsonl.gz"},
     tasks={"test": DATA / "tasks-test.jsonl.gz", "ood": DATA / "tasks-ood.jsonl.gz"},
+    # Candidates are the turns that run a command (the final summary is not an action on
+    # the world), scored by executing them beside the expert's command from one state.
+    candidate_rule="pivotgym.candidates:calls_a_tool",
+    verifier="execution",
 )
-
-# Candidates are the turns that run a command (the final summary is not an action on the
-# world), scored by executing them beside the expert's command from the same state.
-register_candidate_rule("terminal", calls_a_tool)
-register_default_verifier("terminal", "execution")

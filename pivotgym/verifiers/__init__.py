@@ -20,7 +20,6 @@ from pivotgym.verifiers.match import Exact, Similarity, ToolCall
 from pivotgym.verifiers.registry import (
     default_verifier,
     get_verifier,
-    register_default_verifier,
     register_verifier,
     verifier_names,
 )
@@ -44,7 +43,6 @@ __all__ = [
     "canonical_arguments",
     "default_verifier",
     "get_verifier",
-    "register_default_verifier",
     "register_verifier",
     "restore",
     "verifier_names",

@@ -6,13 +6,14 @@ and the combinators ``any_of`` / ``all_of`` (``verifiers=[...]``) and ``weighted
 (``verifiers=[...]``, ``weights=[...]``), whose components are verifiers, names, or
 ``(name, options)`` pairs. :func:`register_verifier` adds a name.
 
-An environment package declares its default with :func:`register_default_verifier`
-when imported (the terminal's is ``execution``); :func:`default_verifier` builds it,
-falling back to ``tool_call`` for environments that declare none.
+An environment's :class:`~pivotgym.registry.EnvSpec` names its default verifier (the
+terminal's is ``execution``); :func:`default_verifier` builds it, falling back to
+``tool_call`` for environments that are not registered.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -57,7 +58,6 @@ _factories: dict[str, Callable[..., Verifier]] = {
     "all_of": lambda verifiers: AllOf(_components(verifiers)),
     "weighted": lambda verifiers, weights: Weighted(_components(verifiers), weights),
 }
-_env_defaults: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
 def register_verifier(name: str, factory: Callable[..., Verifier]) -> None:
@@ -70,7 +70,15 @@ def verifier_names() -> list[str]:
 
 
 def get_verifier(name: str, **options: Any) -> Verifier:
-    """A new verifier of the registered kind ``name`` built with ``options``."""
+    """A new verifier of the registered kind ``name`` built with ``options``; a name
+    ``"module:attr"`` is a factory's import path (an env's own verifier)."""
+    if ":" in name and name not in _factories:
+        module, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise DataError(f"cannot import verifier {name!r}: {exc}") from None
+        _factories[name] = factory
     if name not in _factories:
         raise DataError(f"unknown verifier {name!r} (known: {', '.join(verifier_names())})")
     try:
@@ -79,19 +87,14 @@ def get_verifier(name: str, **options: Any) -> Verifier:
         raise DataError(f"bad options for verifier {name!r}: {exc}") from None
 
 
-def register_default_verifier(env: str, name: str, **options: Any) -> None:
-    """Declare the verifier that environment ``env`` is scored with by default."""
-    _env_defaults[env] = (name, options)
-
-
 def default_verifier_spec(env: str) -> tuple[str, dict[str, Any]]:
-    """``(name, options)`` of ``env``'s default verifier (installed envs discovered first)."""
-    if env not in _env_defaults:
-        from pivotgym.registry import registered
+    """``(name, options)`` of ``env``'s default verifier."""
+    from pivotgym.registry import registered
 
-        registered()
-    name, options = _env_defaults.get(env, (FALLBACK, {}))
-    return name, dict(options)
+    spec = registered().get(env)
+    if spec is None:
+        return FALLBACK, {}
+    return spec.verifier, dict(spec.verifier_options)
 
 
 def default_verifier(env: str, **overrides: Any) -> Verifier:

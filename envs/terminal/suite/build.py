@@ -37,7 +37,7 @@ from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.envs.terminal.suite.families import FAMILIES, HELD_OUT_FAMILIES
 from pivotgym.envs.terminal.suite.plan import TaskPlan
 from pivotgym.errors import PivotgymError
-from pivotgym.tasks import Task, encode_file, materialize_inline
+from pivotgym.tasks import HarborTask, encode_file, materialize_inline
 from pivotgym.trajectory import Trajectory, save_trajectories
 
 SPLITS = {"train": 0, "test": 100_000, "ood": 200_000}  # index offsets keep names unique
@@ -97,7 +97,7 @@ def _arguments(command: str) -> str:
     return json.dumps({"command": command}, ensure_ascii=False)
 
 
-async def record(plan: TaskPlan, task: Task, sandbox: str | None) -> list[dict[str, Any]]:
+async def record(plan: TaskPlan, task: HarborTask, sandbox: str | None) -> list[dict[str, Any]]:
     """Play the expert in a fresh sandbox; return the conversation; require reward 1."""
     env = TerminalEnv(tasks=[task], sandbox=sandbox, max_turns=len(plan.expert) + 1)
     try:
@@ -139,7 +139,7 @@ async def build(
     done = 0
     start = time.perf_counter()
 
-    async def run(job: tuple[str, TaskPlan, Task]) -> list[dict[str, Any]]:
+    async def run(job: tuple[str, TaskPlan, HarborTask]) -> list[dict[str, Any]]:
         nonlocal done
         result = await record(job[1], job[2], sandbox)
         done += 1

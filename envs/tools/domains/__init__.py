@@ -1,0 +1,1 @@
+"""pivotgym's bundled tool-API domains; each module builds and registers one ``DOMAIN``."""

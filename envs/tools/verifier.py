@@ -1,0 +1,113 @@
+"""The tool-API env's one-turn functional verifier (its default: ``tool_api``).
+
+At a candidate state the expert either called tools or spoke to the user; the sampled
+turn must do the same kind of thing.
+
+- **Tool calls** are accepted when they equal the expert's after canonicalisation
+  against the tools' schemas (:mod:`pivotgym.verifiers.schema`; the order of calls
+  within a turn does not matter), **or** when, executed in a fork of the state's
+  database, they leave it exactly as the expert's calls leave it in another fork and
+  return the same results (as JSON). So ``find_patient`` with the name in other case
+  passes, as does a read of the same record by another key; a write with other
+  arguments that has the same effect passes; a call whose result differs does not.
+- **A question to the user** that asks for facts of the domain (a date of birth, an
+  account number) is accepted when it asks for the same facts, however worded.
+- **Another message to the user** is accepted when it carries every fact of the expert's (the
+  identifiers, numbers, dates, times and amounts in it, found by :data:`FACT`) and is
+  similar to it (difflib ratio of the words, at least ``threshold``), or carries those
+  facts and no fewer words than half the expert's: a paraphrase that says the same
+  things. A message that drops one fact fails, whatever its similarity.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pivotgym.envs.tools.user import asked_facts
+from pivotgym.verifiers.base import Call, State, Verdict, Verifier, failed, infra, passed
+from pivotgym.verifiers.match import ratio
+from pivotgym.verifiers.schema import canonical_json
+
+# Identifiers (P1001, RX3001), dates, times, amounts and other numbers.
+FACT = re.compile(r"\b[A-Z]{1,4}-?\d{2,}\b|\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}:\d{2}\b|\d+(?:[.,]\d+)*")
+
+
+def facts(text: str) -> set[str]:
+    return {m.group(0).replace(",", "") for m in FACT.finditer(text or "")}
+
+
+class ToolApi(Verifier):
+    """See the module docstring. ``threshold``: the similarity a message needs."""
+
+    name = "tool_api"
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError("threshold must be in [0, 1]")
+        self.threshold = threshold
+
+    async def check(
+        self,
+        state: State,
+        action: dict[str, Any],
+        calls: list[Call],
+        reference: dict[str, Any],
+        reference_calls: list[Call],
+    ) -> Verdict:
+        if bool(calls) != bool(reference_calls):
+            want = "tool calls" if reference_calls else "a message to the user"
+            return failed(f"the expert made {want}")
+        if not calls:
+            domain = getattr(state.env, "domain", None)
+            return self._message(action.get("content") or "", reference.get("content") or "",
+                                 domain)  # fmt: skip
+        mine = sorted(canonical_json([c.name, c.canonical]) for c in calls)
+        theirs = sorted(canonical_json([c.name, c.canonical]) for c in reference_calls)
+        if mine == theirs:
+            return passed("same calls")
+        env = state.env
+        db = getattr(getattr(env, "world", None), "db", None)
+        if db is None:
+            return infra("tool_api needs an environment restored at s_t")
+        toolkit = env.domain.toolkit
+        sample_db, expert_db = db.fork(), db.fork()
+        got = [toolkit.call(sample_db, c.name, c.arguments) for c in calls]
+        want = [toolkit.call(expert_db, c.name, c.arguments) for c in reference_calls]
+        if any(o.error for o in want):
+            return infra(
+                f"the expert's call failed here: {next(o.content for o in want if o.error)}"
+            )
+        if not sample_db.same_as(expert_db):
+            return failed("changes the database otherwise than the expert's calls",
+                          diff=expert_db.diff(sample_db))  # fmt: skip
+        if sorted(map(_parsed, got)) != sorted(map(_parsed, want)):
+            return failed("returns other results than the expert's calls")
+        return passed("same effect and results as the expert's calls")
+
+    def _message(self, text: str, expert: str, domain: Any) -> Verdict:
+        if domain is not None and "?" in expert and asked_facts(domain, expert):
+            # The expert asked the user for facts: asking for the same ones is the act.
+            want = asked_facts(domain, expert)
+            got = asked_facts(domain, text) if "?" in text else []
+            if got == want:
+                return passed("asks for the same facts", asked=want)
+            return failed(f"asks for {got or 'nothing'}, the expert for {want}")
+        missing = sorted(facts(expert) - facts(text))
+        if missing:
+            return failed(f"does not say {', '.join(missing[:5])}", missing=missing)
+        similarity = ratio(text, expert)
+        if similarity >= self.threshold:
+            return passed(f"similar ({similarity:.2f}) with the expert's facts",
+                          similarity=similarity)  # fmt: skip
+        if facts(expert) and len(text.split()) * 2 >= len(expert.split()):
+            return passed("says the expert's facts", similarity=similarity)
+        return failed(f"not like the expert's message ({similarity:.2f})", similarity=similarity)
+
+
+def _parsed(outcome: Any) -> str:
+    try:
+        return canonical_json(json.loads(outcome.content))
+    except ValueError:
+        return outcome.content
