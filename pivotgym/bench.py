@@ -101,7 +101,7 @@ def eval_key(config: RunConfig) -> str:
 
 
 async def run_arm(base: RunConfig, arm: Arm, root: Path) -> dict[str, Any]:
-    from pivotgym.pipeline import Run
+    from pivotgym.pipeline import Run, resolve
 
     config = copy.deepcopy(base)
     apply_overrides(config, list(arm.overrides), "--ablations")
@@ -109,6 +109,7 @@ async def run_arm(base: RunConfig, arm: Arm, root: Path) -> dict[str, Any]:
     config.out = str(root / f"{arm.label}-s{arm.seed}")
     if not config.train.eval_every:  # a point halfway, between π0's and the final one
         config.train.eval_every = max(1, config.train.steps // 2)
+    config = resolve(config)
     check_resume(config.out, config)  # a --quick arm is no full arm's result
     report_path = Path(config.out) / "report.json"
     if report_path.exists():  # finished in an earlier invocation

@@ -14,7 +14,7 @@ registered at all, makes every turn a candidate. Rules are looked up by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,10 @@ class Candidate:
     @property
     def env(self) -> str:
         return self.trajectory.env
+
+    def tools_or(self, default: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The tools the trajectory records, else ``default`` (its environment's)."""
+        return list(self.trajectory.tools if self.trajectory.tools is not None else default)
 
 
 def candidate_id(trajectory_id: str, turn: int) -> str:

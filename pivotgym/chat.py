@@ -151,9 +151,14 @@ class ChatFormat:
         self,
         conversations: Sequence[Sequence[Mapping[str, Any]]],
         tools: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        each_tools: Sequence[Sequence[Mapping[str, Any]]] | None = None,
     ) -> list[list[int]]:
-        """:meth:`prompt_ids` of many conversations, tokenised together (faster)."""
-        return self._encode([self.render(m, tools, True) for m in conversations])
+        """:meth:`prompt_ids` of many conversations, tokenised together (faster); with
+        ``each_tools``, conversation ``i`` is shown ``each_tools[i]``."""
+        shown = each_tools if each_tools is not None else [tools] * len(conversations)
+        texts = [self.render(m, t, True) for m, t in zip(conversations, shown, strict=True)]
+        return self._encode(texts)
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         # What ``apply_chat_template(tokenize=True)`` does: the template writes every

@@ -23,13 +23,18 @@ from pivotgym.errors import DataError
 class DataConfig:
     """Which trajectories to profile and which tasks to evaluate on.
 
-    ``eval_tasks`` of 0 evaluates on every task of ``eval_split``: with a few dozen tasks
-    the success rate moves by several points from sampling alone.
+    ``trajectories`` (a JSONL file) and ``eval_task_file`` (a task file or folder in the
+    env's format) replace the env's bundled ``split`` and ``eval_split``: a domain of
+    one's own trains on its own data. ``eval_tasks`` of 0 evaluates on every task of
+    ``eval_split``: with a few dozen tasks the success rate moves by several points from
+    sampling alone.
     """
 
     split: str = "train"
+    trajectories: str = ""
     max_candidates: int = 384
     eval_split: str = "test"
+    eval_task_file: str = ""
     eval_tasks: int = 0
     eval_attempts: int = 1
     ood_questions: int = 100

@@ -149,6 +149,7 @@ class AsyncEnv(gymnasium.Env[Observation, Message], abc.ABC):
     episode reached its natural end (the agent finished), ``truncated`` when a limit cut it
     (turn limit, infrastructure failure). ``afork(n)`` returns ``n`` independent
     environments in this one's exact state; they share nothing mutable with it.
+    ``aevaluate()`` scores the episode as it stands with the env's grader.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -170,6 +171,11 @@ class AsyncEnv(gymnasium.Env[Observation, Message], abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None: ...
 
+    @abc.abstractmethod
+    async def aevaluate(self, *, terminated: bool = True) -> tuple[float, dict[str, Any]]:
+        """The episode's reward as it stands, in [0, 1], and the grader's info;
+        ``terminated`` says whether it reached its natural end or was cut by a limit."""
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Observation, dict[str, Any]]:
@@ -183,6 +189,9 @@ class AsyncEnv(gymnasium.Env[Observation, Message], abc.ABC):
 
     def close(self) -> None:
         run_sync(self.aclose())
+
+    def evaluate(self, *, terminated: bool = True) -> tuple[float, dict[str, Any]]:
+        return run_sync(self.aevaluate(terminated=terminated))
 
     def _seed(self, seed: int | None) -> None:
         """Seed ``np_random`` as ``gymnasium.Env.reset`` does."""

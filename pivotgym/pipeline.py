@@ -21,6 +21,7 @@ stopped when started again with the same output folder and settings, and loses n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import random
@@ -50,10 +51,12 @@ from pivotgym.rl.learner import Learner, RLConfig
 from pivotgym.rl.sft import SFTTrainer, sft_sample
 from pivotgym.rl.training import BatchCursor, OptimConfig
 from pivotgym.rollouts import collect
+from pivotgym.sandbox import get_backend
 from pivotgym.seeds import derive_seed
 from pivotgym.task import Task
 from pivotgym.tasks import resolve_task
-from pivotgym.verifiers import Verifier, default_verifier, get_verifier
+from pivotgym.trajectory import Trajectory
+from pivotgym.verifiers import Verifier, get_verifier
 from pivotgym.verifiers.base import restore
 
 console = Console()
@@ -92,36 +95,70 @@ def build_stack(config: RunConfig) -> Stack:
     return Stack(engine, ChatFormat(tokenizer), tokenizer, policy)
 
 
+def env_defaults(env: str) -> tuple[list[dict[str, Any]], set[str]]:
+    """The tools of environment ``env`` and the names of its options."""
+    probe = registry.make(env, tasks=[])
+    try:
+        return list(probe.tools), {f.name for f in dataclasses.fields(probe.options)}
+    finally:
+        probe.close()
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    """``config`` with every default the environment decides filled in (the verifier,
+    λ_diff, the sandbox backend), as the run's ``config.toml`` records it."""
+    spec = registry.get_spec(config.env)
+    _, env_options = env_defaults(config.env)
+    sandbox = config.sandbox
+    if "sandbox" in env_options:
+        sandbox = sandbox or get_backend(None).name
+    elif sandbox:
+        raise DataError(f"environment {spec.name!r} runs no sandbox", field="sandbox")
+    profile = dataclasses.replace(
+        config.profile,
+        verifier=config.profile.verifier or spec.verifier,
+        lambda_diff=config.profile.lambda_diff or spec.lambda_diff,
+    )
+    return dataclasses.replace(config, sandbox=sandbox, profile=profile)
+
+
 class Run:
     """One configured run; each stage is a method, skipping what is already on disk."""
 
     def __init__(self, config: RunConfig, stack: Stack | None = None) -> None:
-        self.config = config
-        self.out = Path(config.out)
         self.spec = registry.get_spec(config.env)
-        self.lambda_diff = config.profile.lambda_diff or self.spec.lambda_diff
-        self.verifier: Verifier = (
-            get_verifier(config.profile.verifier)
-            if config.profile.verifier
-            else default_verifier(config.env)
-        )
+        # The env's own tools; a trajectory may record others (see Candidate.tools_or).
+        self.tools, self.env_options = env_defaults(config.env)
+        self.config = config = resolve(config)
+        self.out = Path(config.out)
+        self.lambda_diff = config.profile.lambda_diff
+        name = config.profile.verifier
+        options = self.spec.verifier_options if name == self.spec.verifier else {}
+        self.verifier: Verifier = get_verifier(name, **options)
         self.cache = SnapshotCache()
         self.stack = stack or build_stack(config)
         self.ledger = load_ledger(self.out / "ledger.json")
         self.engine = CountingEngine(self.stack.engine, self.ledger)
-        self.tools = registry.get_spec(config.env).factory().tools
         self.timings: dict[str, float] = {}
 
     def make_env(self, ledger: Ledger | None = None) -> AsyncEnv:
         """An environment sharing the run's snapshot cache, charging ``ledger`` (default:
         the run's)."""
+        sandbox = {"sandbox": self.config.sandbox} if "sandbox" in self.env_options else {}
         return registry.make(
             self.config.env,
             tasks=[],
-            sandbox=self.config.sandbox or None,
+            **sandbox,
             cache=self.cache,
             ledger=self.ledger if ledger is None else ledger,
         )
+
+    def trajectories(self) -> list[Trajectory]:
+        """``[data] trajectories`` (a JSONL file) or the env's bundled ``[data] split``."""
+        data = self.config.data
+        if data.trajectories:
+            return registry.load_trajectories(Path(data.trajectories))
+        return registry.load_trajectories(self.config.env, data.split)
 
     def save_ledger(self) -> None:
         (self.out / "ledger.json").write_text(json.dumps(self.ledger.to_json(), indent=2))
@@ -129,7 +166,7 @@ class Run:
     # -------------------------------------------------------------------------- stages
 
     def candidates(self) -> list[Candidate]:
-        trajectories = registry.load_trajectories(self.config.env, self.config.data.split)
+        trajectories = self.trajectories()
         pool = list(candidates(trajectories))
         limit = self.config.data.max_candidates
         if 0 < limit < len(pool):
@@ -173,7 +210,7 @@ class Run:
                 "task": c.trajectory.task,
                 "prefix": c.prefix,
                 "reference": c.reference,
-                "tools": self.tools,
+                "tools": c.tools_or(self.tools),
                 "profile": {k: r[k] for k in ("mean", "variance", "k", "rewards")},
             }
             for c, r in zip(pivots, kept, strict=True)
@@ -189,7 +226,11 @@ class Run:
         if path.exists():
             return json.loads(path.read_text())
         data, ev = self.config.data, self.config.eval
-        every = registry.load_tasks(self.config.env, data.eval_split)
+        every = (
+            registry.load_tasks(data.eval_task_file, env=self.config.env)
+            if data.eval_task_file
+            else registry.load_tasks(self.config.env, data.eval_split)
+        )
         chosen = range(len(every))
         if 0 < data.eval_tasks < len(every):
             chosen = sorted(random.Random(self.config.seed).sample(chosen, data.eval_tasks))
@@ -285,7 +326,9 @@ class Run:
         assert learner.state.cursor is not None
         step = len(learner.history)
         batch = [pivots[i] for i in learner.state.cursor.next()]
-        prompts = chat.batch_prompt_ids([c.prefix for c in batch], self.tools)
+        prompts = chat.batch_prompt_ids(
+            [c.prefix for c in batch], each_tools=[c.tools_or(self.tools) for c in batch]
+        )
         seeds = [derive_seed(self.config.seed, "train", step, c.id) for c in batch]
         sampling = self.sampling(t.max_new_tokens)
         started = time.perf_counter()
@@ -536,12 +579,11 @@ class Run:
         pool = self.candidates()  # bad data fails here, before the output folder exists
         start = self.begin()
         wanted = {c.trajectory.id for c in pool}
-        trajectories = [
-            t
-            for t in registry.load_trajectories(self.config.env, self.config.data.split)
-            if t.id in wanted
+        trajectories = [t for t in self.trajectories() if t.id in wanted]
+        examples = [
+            sft_sample(self.stack.chat, t.messages, t.tools if t.tools is not None else self.tools)
+            for t in trajectories
         ]
-        examples = [sft_sample(self.stack.chat, t.messages, self.tools) for t in trajectories]
         s = self.config.sft
         optim = OptimConfig(
             lr=s.lr, warmup_steps=s.warmup_steps, micro_batch_size=s.micro_batch_size

@@ -135,7 +135,9 @@ class Profiler:
 
     async def _sample(self, batch: list[Candidate]) -> list[_Sampled]:
         start = time.perf_counter()
-        prompts = self.chat.batch_prompt_ids([c.prefix for c in batch], self.tools)
+        prompts = self.chat.batch_prompt_ids(
+            [c.prefix for c in batch], each_tools=[c.tools_or(self.tools) for c in batch]
+        )
         seeds = [candidate_seed(self.settings.seed, c.id) for c in batch]
         groups = await self.engine.generate_batch(
             prompts, self.settings.k, self.sampling, seeds=seeds

@@ -195,12 +195,14 @@ def load_trajectories(source: str | Path, split: str | None = None) -> list[Traj
     return list(iter_trajectories(path))
 
 
-def load_tasks(source: str | Path, split: str | None = None) -> Sequence[Task]:
-    """Tasks from a folder of Harbor task directories, or a registered environment's
-    ``split`` in the environment's own task format."""
+def load_tasks(
+    source: str | Path, split: str | None = None, *, env: str | None = None
+) -> Sequence[Task]:
+    """Tasks from a file or folder (in environment ``env``'s task format; default
+    Harbor's folders), or a registered environment's ``split`` in its own format."""
     path = Path(source)
     if path.exists() or not isinstance(source, str) or "/" in source:
-        return load_task_dir(path)
+        return get_spec(env).format().load(path) if env else load_task_dir(path)
     spec = get_spec(source)
     split = _split_of(spec, split, "task")
     task_format = spec.format()

@@ -164,7 +164,8 @@ async def collect(
                     or (room is not None and rollout.length + len(added) > room)
                 ):
                     try:
-                        rollout.reward, _ = await env.evaluate()  # type: ignore[attr-defined]
+                        # The rollout's own limit cut it: graded as a cut episode.
+                        rollout.reward, _ = await env.aevaluate(terminated=False)
                     except InfraError as exc:  # counted as such, like a step's
                         rollout.infra_error = str(exc)
                     rollout.done = True

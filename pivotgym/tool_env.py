@@ -440,10 +440,6 @@ class ToolEnv(AsyncEnv):
         episode = Episode(self.task, self.world, list(self.messages), terminated)
         return await self.grader.grade(episode)
 
-    async def evaluate(self) -> tuple[float, dict[str, Any]]:
-        """:meth:`aevaluate` of the episode as it stands (kept for callers of the name)."""
-        return await self.aevaluate()
-
     # --------------------------------------------------------------------- fork/close
 
     async def afork(self, n: int) -> list[ToolEnv]:

@@ -3,7 +3,11 @@
 One trajectory a line::
 
     {"id": "...", "env": "terminal", "task": "tasks/x" | {inline task spec},
-     "messages": [OpenAI chat messages with tool_calls], "metadata": {...}}
+     "messages": [OpenAI chat messages with tool_calls], "tools": [schemas], "metadata": {...}}
+
+``tools`` (optional, as in OpenAI's fine-tuning rows) are the function schemas the agent
+had; a trajectory without them had its environment's. Environments whose tools vary by
+task (a tool-API domain each) record them, so that prompts show each its own.
 
 Assistant turns are counted from 0 in the order they appear; turn ``t`` is the
 ``t``-th message with role ``assistant``. The state "just before turn t" is the
@@ -39,6 +43,7 @@ class Trajectory:
     messages: list[dict[str, Any]]
     metadata: dict[str, Any] = field(default_factory=dict)
     base_dir: Path | None = field(default=None, compare=False, repr=False)
+    tools: list[dict[str, Any]] | None = None
 
     @property
     def assistant_indices(self) -> list[int]:
@@ -80,6 +85,8 @@ class Trajectory:
             "task": self.task,
             "messages": self.messages,
         }
+        if self.tools is not None:
+            row["tools"] = self.tools
         if self.metadata:
             row["metadata"] = self.metadata
         return row
@@ -175,13 +182,22 @@ def parse_trajectory(row: Any, *, file: Path | None = None, line: int | None = N
         raise DataError(
             "required: a task directory path or an inline task spec", field="task", **where
         )
-    unknown = set(row) - {"id", "env", "task", "messages", "metadata"}
+    unknown = set(row) - {"id", "env", "task", "messages", "tools", "metadata"}
     if unknown:
         raise DataError(f"unknown field(s) {', '.join(sorted(unknown))}", **where)
     validate_messages(row.get("messages"), where)
     metadata = row.get("metadata", {})
     if not isinstance(metadata, dict):
         raise DataError("must be an object", field="metadata", **where)
+    tools = row.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise DataError("must be a list of tool schemas", field="tools", **where)
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise DataError('a tool is {"type": "function", "function": {"name", ...}}',
+                                field=f"tools[{i}]", **where)  # fmt: skip
     return Trajectory(
         id=row["id"],
         env=row["env"],
@@ -189,6 +205,7 @@ def parse_trajectory(row: Any, *, file: Path | None = None, line: int | None = N
         messages=row["messages"],
         metadata=metadata,
         base_dir=file.parent if file is not None else None,
+        tools=tools,
     )
 
 

@@ -106,5 +106,6 @@ async def demonstrate(env: ToolsEnv, task: ToolTask, seed: int) -> Trajectory:
         env="tools",
         task=task.to_json(),
         messages=env.messages,
+        tools=env.tools,
         metadata={"domain": task.domain, "family": task.family, "seed": seed},
     )
