@@ -488,7 +488,7 @@ def _of(db: Database, row: Any) -> tuple[Member, Title, str]:
 
 
 def _what(title: Title) -> str:
-    return f"the {FORMAT_WORDS[title.format]} of {title.title}"
+    return f"{title.title} ({FORMAT_WORDS[title.format]})"  # the format tells editions apart
 
 
 def gen_renew(db: Database, rng: random.Random, refuse: bool = False) -> ToolTask | None:
@@ -511,7 +511,7 @@ def gen_renew(db: Database, rng: random.Random, refuse: bool = False) -> ToolTas
     card = member.card_number
     base = _base(member, f"renew their loan of {what}",
                  (f"Could I renew {what}?", f"I'd like more time with {what}; can you renew it?",
-                  f"Please renew my loan of {title.title} ({FORMAT_WORDS[title.format]})."),
+                  f"Please renew my loan of {what}."),
                  rng, (Call("list_loans", {"card_number": card}),
                        Call("list_fines", {"card_number": card})))  # fmt: skip
     why = block(loan)
@@ -547,7 +547,7 @@ def gen_hold(db: Database, rng: random.Random, refuse: str | None = None) -> Too
     what = _what(title)
     base = _base(member, f"place a hold on {what} by {title.author}",
                  (f"I'd like to put a hold on {what} by {title.author}.",
-                  f"Can you reserve {what} ({title.author}) for me?",
+                  f"Can you reserve {what}, the one by {title.author}, for me?",
                   f"Please place a hold for me on {what}."),
                  rng, (Call("list_fines", {"card_number": card}),
                        Call("list_holds", {"card_number": card})))  # fmt: skip
