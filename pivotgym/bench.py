@@ -353,14 +353,39 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def md_to_html(md: str) -> str:
+    """The Markdown that :func:`markdown` writes (paragraphs and pipe tables) as HTML."""
+    blocks = []
+    for block in md.strip().split("\n\n"):
+        lines = block.splitlines()
+        if all(line.startswith("|") for line in lines):
+            rows = [
+                [html.escape(cell.strip()) for cell in line.strip("|").split("|")]
+                for line in lines
+                if not set(line) <= set("|-: ")  # the separator row
+            ]
+            head = "".join(f"<th>{c}</th>" for c in rows[0])
+            body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:])
+            blocks.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        else:
+            blocks.append(f"<p>{html.escape(' '.join(lines))}</p>")
+    return "\n".join(blocks)
+
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:auto}"
+    "table{border-collapse:collapse;font-size:13px;width:100%}"
+    "th,td{border:1px solid #ccc;padding:4px 6px;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}"
+)
+
+
 def write_page(folder: Path, plots: list[str], md: str, command: str) -> None:
-    table = html.escape(md)
     images = "".join(f'<img src="{p}" style="max-width:48%;margin:1%">' for p in plots)
     folder.joinpath("index.html").write_text(
-        "<!doctype html><meta charset=utf-8><title>pivotgym bench</title>"
-        "<body style='font-family:sans-serif;max-width:1200px;margin:auto'>"
+        f"<!doctype html><meta charset=utf-8><title>pivotgym bench</title><style>{_STYLE}</style>"
         f"<h1>PivotRL vs E2E RL vs SFT</h1><div>{images}</div>"
-        f"<pre style='font-size:13px'>{table}</pre><p><code>{html.escape(command)}</code></p>"
+        f"{md_to_html(md)}<p><code>{html.escape(command)}</code></p>"
     )
 
 

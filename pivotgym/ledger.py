@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pivotgym.engines.base import Engine, Sample, SamplingParams
+from pivotgym.engines.weights import WeightSync
 
 COUNTS = (
     "model_calls",
@@ -93,6 +94,10 @@ class CountingEngine(Engine):
     def weight_version(self) -> str:
         return self.inner.weight_version
 
+    @property
+    def weight_sync(self) -> WeightSync:  # type: ignore[override]
+        return self.inner.weight_sync
+
     def _charge(self, prompts: Sequence[Sequence[int]], groups: Sequence[Sequence[Sample]]) -> None:
         self.ledger.count(
             model_calls=sum(len(g) for g in groups),
@@ -125,8 +130,8 @@ class CountingEngine(Engine):
             await self.inner.update_weights(path, version)
 
     def __getattr__(self, name: str) -> Any:
-        # Capabilities beyond the protocol are the inner engine's, so ``hasattr`` checks
-        # see through the wrapper; in-memory weight loads are charged to weight_sync.
+        # The inner engine's own methods (those its weight_sync strategy calls) pass
+        # through the wrapper; in-memory weight loads are charged to weight_sync.
         attr = getattr(self.inner, name)
         if name == "load_state_dict":
 

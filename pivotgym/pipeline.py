@@ -410,7 +410,7 @@ class Run:
         checkpoint = self.out / "checkpoint"
         if checkpoint.exists():
             learner.load(checkpoint)
-            if not hasattr(self.engine, "load_state_dict_sync"):
+            if self.engine.weight_sync.needs_checkpoint:  # an in-process one loaded already
                 path = learner.save_weights()
                 await self.engine.update_weights(str(path), str(learner.version))
         # Steps after the last checkpoint are redone: their log lines go with them.
@@ -448,15 +448,16 @@ class Run:
 
     async def push_weights(self, model: Any, version: str) -> None:
         """Bring the engine to ``model``'s weights (in memory, or through a checkpoint)."""
-        engine = self.engine
-        if hasattr(engine, "load_state_dict"):
-            await engine.load_state_dict(
-                {k: v.detach() for k, v in model.state_dict().items()}, version
-            )
-        else:
+
+        def weights() -> dict[str, Any]:
+            return {k: v.detach() for k, v in model.state_dict().items()}
+
+        def save() -> Path:
             path = self.out / "weights" / f"v{version}"
             model.save_pretrained(path)
-            await engine.update_weights(str(path), version)
+            return path
+
+        await self.engine.weight_sync.push(self.engine, weights, save, version)
 
     def begin(self) -> float:
         check_resume(self.out, self.config)

@@ -17,6 +17,7 @@ from pivotgym.bench import (
     markdown,
     plot_curves,
     run_arm,
+    write_page,
 )
 from pivotgym.config import RunConfig, apply_overrides
 from pivotgym.errors import DataError
@@ -121,6 +122,15 @@ def test_no_cost_comparison_when_e2e_gains_nothing() -> None:
     summary = analyse(flat, None)
     assert summary["comparable"] is False and "pivotrl_vs_e2e" not in summary
     assert "No cost comparison" in markdown(summary)
+
+
+def test_the_page_renders_the_tables_as_html_tables(tmp_path: Path) -> None:
+    summary = analyse(RESULTS, None)
+    write_page(tmp_path, [], markdown(summary), "pivotgym bench")
+    page = (tmp_path / "index.html").read_text()
+    assert "<pre" not in page and "|---" not in page and page.count("<table>") == 1
+    rows = page.split("<tbody>")[1].split("</tbody>")[0].count("<tr>")
+    assert rows == len(summary["methods"]) and "<th>method</th>" in page
 
 
 def test_plots_are_written(tmp_path: Path) -> None:

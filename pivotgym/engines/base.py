@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from pivotgym.engines.weights import DISK, WeightSync
+
 FinishReason = Literal["stop", "length", "abort"]
 
 
@@ -66,7 +68,12 @@ class Sample:
 
 
 class Engine(abc.ABC):
-    """An asynchronous sampler over token ids."""
+    """An asynchronous sampler over token ids.
+
+    ``weight_sync`` is how new weights reach it (:mod:`pivotgym.engines.weights`): by
+    default the checkpoint folder that :meth:`update_weights` loads."""
+
+    weight_sync: WeightSync = DISK
 
     @property
     @abc.abstractmethod

@@ -59,6 +59,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from pivotgym.engines.base import Engine, FinishReason, Sample, SamplingParams
 from pivotgym.engines.prefix_cache import ROOT, PrefixCache
+from pivotgym.engines.weights import IN_PROCESS, WeightSync
 
 # When at most this fraction of a batch's rows is still decoding, the others are dropped.
 COMPACT_BELOW = 0.5
@@ -94,8 +95,11 @@ class TorchEngine(Engine):
 
     The async methods run the blocking torch work on one worker thread, so the event
     loop stays responsive; every use of the model (sampling, weight loads) is
-    serialised, so a weight update never lands in the middle of a batch.
+    serialised, so a weight update never lands in the middle of a batch. Weights from a
+    trainer in the same process arrive as a state dict (``weight_sync`` in-process).
     """
+
+    weight_sync: WeightSync = IN_PROCESS
 
     def __init__(
         self,

@@ -67,12 +67,13 @@ class RLConfig:
 class Learner:
     """Trains ``model`` with the GRPO loss and keeps ``engine`` on the latest weights.
 
-    ``engine`` (optional) receives the weights after every optimiser step: an
-    in-process engine through ``load_state_dict`` (no copy to disk), any other through
-    ``update_weights(path, version)`` with the weights written under ``weights_dir``
-    (remote engines need :meth:`astep`). ``reference`` is the frozen initial policy for
-    the KL term; it is only run when ``rl.beta > 0``. ``cursor`` is the data position
-    of the caller's pivot sampler, saved and restored with the checkpoint.
+    ``engine`` (optional) receives the weights after every optimiser step by its
+    ``weight_sync`` strategy (:mod:`pivotgym.engines.weights`): an in-process engine
+    copies a state dict (no copy to disk), any other loads the checkpoint written under
+    ``weights_dir`` (remote engines need :meth:`astep`). ``reference`` is the frozen
+    initial policy for the KL term; it is only run when ``rl.beta > 0``. ``cursor`` is
+    the data position of the caller's pivot sampler, saved and restored with the
+    checkpoint.
     """
 
     def __init__(
@@ -118,9 +119,9 @@ class Learner:
         returns the step's metrics (also appended to :attr:`history`)."""
         metrics = self._train(samples)
         if self.engine is not None and metrics["updated"]:
-            if not hasattr(self.engine, "load_state_dict_sync"):
-                raise TypeError("this engine loads weights asynchronously: use astep")
-            self.engine.load_state_dict_sync(self._weights(), str(self.version))
+            self.engine.weight_sync.push_sync(
+                self.engine, self._weights, self.save_weights, str(self.version)
+            )
         return metrics
 
     async def astep(self, samples: Sequence[TrainSample]) -> dict[str, float]:
@@ -130,11 +131,9 @@ class Learner:
 
         metrics = await asyncio.to_thread(self._train, samples)
         if self.engine is not None and metrics["updated"]:
-            if hasattr(self.engine, "load_state_dict"):
-                await self.engine.load_state_dict(self._weights(), str(self.version))
-            else:
-                path = await asyncio.to_thread(self.save_weights)
-                await self.engine.update_weights(str(path), str(self.version))
+            await self.engine.weight_sync.push(
+                self.engine, self._weights, self.save_weights, str(self.version)
+            )
         return metrics
 
     def prepare(self, samples: Sequence[TrainSample]) -> tuple[list[TrainSample], dict[str, float]]:
@@ -272,8 +271,10 @@ class Learner:
         extra = self.state.load(path)
         if extra.get("kind") != "grpo":
             raise ValueError(f"{path} is not a GRPO learner checkpoint")
-        if self.engine is not None and hasattr(self.engine, "load_state_dict_sync"):
-            self.engine.load_state_dict_sync(self._weights(), str(self.version))
+        if self.engine is not None and not self.engine.weight_sync.needs_checkpoint:
+            self.engine.weight_sync.push_sync(
+                self.engine, self._weights, self.save_weights, str(self.version)
+            )
 
 
 def _with_advantage(sample: TrainSample, advantage: float) -> TrainSample:

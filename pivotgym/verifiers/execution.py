@@ -220,7 +220,7 @@ class Execution(Verifier):
                 runnable.append(i)
         if runnable:
             env = state.env
-            if env is None or not hasattr(env, "afork"):
+            if env is None:
                 return [
                     v or infra("execution needs an environment restored at s_t") for v in verdicts
                 ]
