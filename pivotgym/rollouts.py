@@ -101,7 +101,7 @@ async def collect(
     """
     budgets = [b for b in (max_tokens, chat.context_length) if b]
     room = min(budgets) - sampling.max_new_tokens if budgets else None
-    rollouts = [Rollout(t.name, g, t.config.family) for t in tasks for g in range(group_size)]
+    rollouts = [Rollout(t.name, g, t.family) for t in tasks for g in range(group_size)]
     task_of = [t for t in tasks for _ in range(group_size)]
     live = len(rollouts) if max_live is None else max(1, max_live)
     waiting = list(range(len(rollouts)))[::-1]  # popped from the end: in order

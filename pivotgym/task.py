@@ -17,7 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 class Task(Protocol):
     """``name`` is unique within its task set; ``key`` is unique across sets and stable
     across runs (replay caches key on it); ``instruction`` is the user's first message;
-    ``max_turns`` the assistant turns an episode may take."""
+    ``max_turns`` the assistant turns an episode may take; ``family`` the kind of task
+    it is (results are broken down by it), ``None`` when it has none."""
 
     @property
     def name(self) -> str: ...
@@ -30,6 +31,9 @@ class Task(Protocol):
 
     @property
     def max_turns(self) -> int: ...
+
+    @property
+    def family(self) -> str | None: ...
 
 
 class TaskFormat(Protocol):

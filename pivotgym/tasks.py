@@ -169,6 +169,10 @@ class HarborTask:
         return self.config.max_turns
 
     @property
+    def family(self) -> str | None:
+        return self.config.family
+
+    @property
     def environment_dir(self) -> Path:
         return self.root / "environment"
 

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 from gymnasium.utils.env_checker import check_env
+from tiny_models import tiny_tokenizer
 
 import pivotgym
 from pivotgym.candidates import Candidate
+from pivotgym.chat import ChatFormat
+from pivotgym.engines.base import Engine, Sample, SamplingParams
 from pivotgym.envs.tools import build as tools_build
 from pivotgym.envs.tools.domain import (
     Call,
@@ -32,6 +35,7 @@ from pivotgym.envs.tools.user import STOP, ScriptedUser
 from pivotgym.envs.tools.verifier import ToolApi
 from pivotgym.errors import DataError, DivergenceError
 from pivotgym.replay import SnapshotCache
+from pivotgym.rollouts import collect
 from pivotgym.verifiers.base import restore
 
 CLINIC = get_domain("clinic")
@@ -336,3 +340,38 @@ def test_bundled_trajectories_restore_strictly_on_a_multi_domain_env() -> None:
         assert env.domain.name == trajectory.metadata["domain"] and not info["divergences"]
         assert env.world.db.same_as(gold_state(env.task))
     env.close()
+
+
+class ReplayingEngine(Engine):
+    """Answers with a demonstration's actions in order: a policy that knows the task."""
+
+    def __init__(self, fmt: ChatFormat, actions: list[dict]) -> None:
+        self.ids = [tuple(fmt.action_ids(a)) for a in actions]
+        self.calls = 0
+
+    @property
+    def weight_version(self) -> str:
+        return "0"
+
+    async def generate(self, prompt_ids, n, sampling):
+        ids = self.ids[self.calls]
+        self.calls += 1
+        return [Sample(ids, (-0.1,) * len(ids), "", "stop", "0") for _ in range(n)]
+
+    async def update_weights(self, path, version):
+        raise NotImplementedError
+
+
+def test_episode_rollouts_run_with_user_turns_and_score_the_expert_1() -> None:
+    task = next(t for t in _tasks() if t.family == "reschedule")
+    (demo,) = _demos([task])
+    fmt = ChatFormat(tiny_tokenizer())
+    fmt.context_length = None  # the tiny model's 1,536 positions hold no tool-API prompt
+    engine = ReplayingEngine(fmt, [demo.action(i) for i in range(demo.num_turns)])
+    sampling = SamplingParams(1.0, 1.0, -1, 512, tuple(fmt.stop_ids), 0)
+    (rollout,) = asyncio.run(collect(engine, fmt, lambda: ToolsEnv(domain="clinic", tasks=[task]),
+                                     [task], 1, sampling, seed=0))  # fmt: skip
+    assert rollout.reward == 1.0 and rollout.turns == demo.num_turns
+    sample = rollout.train_sample()
+    # The user's replies and tool results are context, never trained on.
+    assert sample.num_trained == sum(len(ids) for ids in engine.ids)

@@ -26,7 +26,7 @@ from pivotgym.envs.tools.grader import DatabaseGrader
 from pivotgym.envs.tools.tasks import initial_state
 from pivotgym.envs.tools.user import ScriptedUser, UserSimulator
 from pivotgym.envs.tools.world import DomainSnapshot, DomainWorld
-from pivotgym.errors import DataError
+from pivotgym.errors import DataError, InfraError
 from pivotgym.tool_env import ToolEnv, ToolEnvOptions
 from pivotgym.trajectory import Trajectory
 
@@ -121,7 +121,11 @@ class ToolsEnv(ToolEnv):
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         assert self.world is not None
-        outcome = self.domain.toolkit.call(self.world.db, name, arguments)
+        try:
+            outcome = self.domain.toolkit.call(self.world.db, name, arguments)
+        except Exception as exc:  # a bug of the domain's tool, not the agent's doing
+            raise InfraError(f"tool {name!r} of domain {self.domain.name!r} failed: "
+                             f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
         return outcome.content, {"error": outcome.error}
 
     def mutates(self, name: Any, call: Any) -> bool:
