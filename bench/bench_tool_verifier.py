@@ -5,10 +5,12 @@ verdict is known by construction:
 
 - accept: the expert's calls with their arguments reordered and re-encoded (numbers as
   strings where the schema allows it), the expert's question reworded to ask for the
-  same facts, the expert's message reworded around the same facts;
+  same facts, its request to confirm with a preamble, its message reworded around the
+  same facts;
 - reject: one identifier argument changed to another (a different record), one call of
   a parallel group dropped, a message where the expert called tools, a tool call where
-  the expert spoke, the expert's message with one fact removed.
+  the expert spoke, the expert's message with one fact removed or a dozen numbers
+  added, its request to confirm turned into a statement (the user would not say yes).
 
     python bench/bench_tool_verifier.py [--candidates 400]
 """
@@ -28,7 +30,7 @@ import pivotgym
 from pivotgym.candidates import candidates
 from pivotgym.envs.tools.domain import get_domain
 from pivotgym.envs.tools.env import ToolsEnv
-from pivotgym.envs.tools.user import asked_facts
+from pivotgym.envs.tools.user import CONFIRM, asked_facts
 from pivotgym.envs.tools.verifier import ToolApi, facts
 from pivotgym.verifiers.base import restore
 
@@ -77,8 +79,13 @@ def variants(reference: dict, domain, rng: random.Random) -> list[tuple[str, boo
         out.append(("a message instead of calls", False, _message("Let me check that for you.")))
         return out
     text = reference.get("content") or ""
-    asked = asked_facts(domain, text) if "?" in text else []
-    if asked:
+    confirming = "?" in text and CONFIRM.search(text.lower())
+    asked = asked_facts(domain, text) if "?" in text and not confirming else []
+    if confirming:
+        statement = text[: text.rindex(".") + 1] if "." in text else text.replace("?", ".")
+        out.append(("the confirmation reworded", True, _message("Before I do it: " + text)))
+        out.append(("the confirmation as a statement", False, _message(statement)))
+    elif asked:
         labels = " and ".join(domain.facts[name].label for name in asked)
         question = _message(f"Please tell me your {labels}?")
         out.append(("the same facts asked otherwise", True, question))
@@ -90,6 +97,8 @@ def variants(reference: dict, domain, rng: random.Random) -> list[tuple[str, boo
             out.append(("the message reworded", True, _message(reworded)))
             dropped = text.replace(rng.choice(found), "it")
             out.append(("one fact removed", False, _message(dropped)))
+            stuffed = text + " Reference: " + " ".join(str(rng.randrange(100)) for _ in range(12))
+            out.append(("the message stuffed with numbers", False, _message(stuffed)))
     function = {"name": domain.tools[0]["function"]["name"], "arguments": "{}"}
     call = {"id": "x", "type": "function", "function": function}
     out.append(("calls instead of a message", False, _with_calls({"content": None}, [call])))

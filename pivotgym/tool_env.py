@@ -136,7 +136,8 @@ class ToolEnv(AsyncEnv):
         self.options = options
         # Kept as given: a lazy sequence (InlineTasks) materializes only the tasks used.
         self.tasks = tasks if isinstance(tasks, Sequence) else list(tasks)
-        self.cache = (cache or SnapshotCache()).acquire()
+        # Not ``cache or ...``: an empty cache is falsy, and would not be shared.
+        self.cache = (cache if cache is not None else SnapshotCache()).acquire()
         self.ledger = ledger
         self.render_mode = render_mode
         self.observation_space = Conversation()
@@ -386,6 +387,8 @@ class ToolEnv(AsyncEnv):
             raise DataError(
                 "an action is one assistant message (a dict with role 'assistant')", field="action"
             )
+        if not isinstance(action.get("content"), str | None):
+            raise DataError("must be a string or null", field="action.content")
         start = time.perf_counter()
         info: dict[str, Any] = {"turn": self.turn, "calls": [], "infra_error": None}
         self.messages.append(copy.deepcopy(action))

@@ -171,3 +171,15 @@ def test_forking_is_far_cheaper_than_copying() -> None:
     assert fork._tables["patients"] is not db._tables["patients"]
     deep = copy.deepcopy(db)
     assert deep.same_as(db) and deep._tables["slots"] is not db._tables["slots"]
+
+
+@dataclass(frozen=True)
+class Price:
+    price_id: str
+    amount: float
+
+
+def test_an_integer_in_a_float_field_hashes_as_the_float() -> None:
+    schema = Schema([Table("prices", Price, key="price_id")])
+    a, b = build(schema, [Price("p", 2500)]), build(schema, [Price("p", 2500.0)])
+    assert a.same_as(b) and a.digest() == b.digest()

@@ -375,3 +375,87 @@ def test_episode_rollouts_run_with_user_turns_and_score_the_expert_1() -> None:
     sample = rollout.train_sample()
     # The user's replies and tool results are context, never trained on.
     assert sample.num_trained == sum(len(ids) for ids in engine.ids)
+
+
+def test_a_canned_message_or_a_run_of_digits_does_not_pass_for_the_information() -> None:
+    refusal = next(t for t in _tasks(60) if not t.writes and t.required_info)
+    env = ToolsEnv(domain="clinic", tasks=[refusal])
+    env.reset(options={"task": refusal})
+    # Everything the task requires, said at once without looking anything up.
+    blind = "Sorry. " + " ".join(refusal.required_info)
+    *_, reward, terminated, _, info = env.step({"role": "assistant", "content": blind})
+    assert terminated and reward == 0.0 and info["test"]["action"] == 0.0
+    assert info["test"]["missing_lookups"]
+    env.close()
+    from pivotgym.envs.tools.grader import communicated
+
+    said = [{"role": "assistant", "content": "You owe 10.00 and card 0123456789 is frozen."}]
+    assert communicated(["0.00", "4567", "10.00"], said) == ["0.00", "4567"]
+    in_a_call = [{"role": "assistant", "content": "4567", "tool_calls": [{"id": "c"}]}]
+    assert communicated(["4567"], in_a_call) == ["4567"]  # the user never reads it
+
+
+def test_the_verifier_rejects_a_message_stuffed_with_facts_or_of_another_kind() -> None:
+    task = next(t for t in _tasks() if t.family == "cancel")
+    (trajectory,) = _demos([task])
+    confirm = next(i for i in range(trajectory.num_turns)
+                   if "proceed" in (trajectory.action(i).get("content") or "")
+                   or "go ahead" in (trajectory.action(i).get("content") or ""))  # fmt: skip
+    env, state = _state(trajectory, confirm)
+    reference = trajectory.action(confirm)
+    text = reference["content"]
+
+    def said(words):
+        return asyncio.run(ToolApi().verify(state, {"role": "assistant", "content": words},
+                                            reference)).reward  # fmt: skip
+
+    assert said(text) == 1.0
+    assert (
+        said(text.replace("?", ".").replace("Shall I", "I").replace("Do you want me to", "I will"))
+        == 0.0
+    )
+    stuffed = text + " " + " ".join(str(n) for n in range(100))
+    assert said(stuffed) == 0.0
+    env.close()
+
+
+def test_a_fork_of_a_domain_following_env_stays_on_its_domain() -> None:
+    bank = generate_tasks(get_domain("bank"), 2, 0)[0]
+    env = ToolsEnv(tasks=[bank])
+    env.reset(options={"task": bank})
+    (child,) = env.fork(1)
+    assert child.domain.name == "bank" and child.tools == env.tools
+    customer = next(iter(child.world.db.rows("customers"))).customer_id
+    obs, *_ = child.step(_call("get_customer", customer_id=customer))
+    assert not obs[-1]["content"].startswith("Error")
+    for e in (child, env):
+        e.close()
+
+
+def test_hostile_arguments_are_answered_not_raised() -> None:
+    env = ToolsEnv(domain="clinic", tasks=_tasks(2))
+    env.reset(seed=0)
+    digest = env.world.digest()
+    bank = get_domain("bank")
+    card = next(iter(bank.database().rows("cards"))).card_id
+    huge = bank.toolkit.call(bank.database(), "set_card_limit",
+                             {"card_id": card, "daily_limit": 10**400})  # fmt: skip
+    assert huge.error == "invalid_arguments" and "daily_limit" in huge.content
+    obs, *_ = env.step(_call("get_patient", patient_id="\ud800"))
+    assert "not valid Unicode" in obs[-1]["content"]
+    obs, *_ = env.step(_call("list_doctors"))
+    assert len(obs[-1]["content"]) < 17_000  # a listing is cut at the tool message cap
+    with pytest.raises(DataError, match=r"action\.content"):
+        env.step({"role": "assistant", "content": ["hi?"]})
+    assert env.world.digest() == digest
+    env.close()
+
+
+def test_task_keys_and_caches_tell_apart_what_differs() -> None:
+    a = _tasks(1)[0]
+    b = dataclasses.replace(a, db_seed=1)
+    assert a.name == b.name and a.key != b.key
+    cache = SnapshotCache()
+    env = ToolsEnv(domain="clinic", cache=cache)
+    assert env.cache is cache  # an empty cache is shared, not replaced
+    env.close()

@@ -81,10 +81,19 @@ class Schema:
         self.by_type = {t.row_type: t for t in tables}
         self._hints = {t.name: typing.get_type_hints(t.row_type) for t in tables}
         self._fields = {t.name: [f.name for f in dataclasses.fields(t.row_type)] for t in tables}
+        # Fields declared float: 2500 and 2500.0 are one value (as == says), one hash.
+        self._floats = {
+            t.name: {n for n, h in self._hints[t.name].items() if h is float} for t in tables
+        }
 
     def row_hash(self, table: str, key: str, row: Row) -> int:
         """A 256-bit hash of one row: its table, key and field values as canonical JSON."""
-        values = [getattr(row, name) for name in self._fields[table]]
+        floats = self._floats[table]
+        values = [
+            float(v) if name in floats and isinstance(v, int) else v
+            for name in self._fields[table]
+            for v in (getattr(row, name),)
+        ]
         text = json.dumps([table, key, values], separators=(",", ":"), ensure_ascii=False)
         return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
 

@@ -25,6 +25,9 @@ gold actions replayed on the task's database, so it can never disagree with the 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,9 +105,11 @@ class ToolTask:
     def gold_actions(self) -> list[Call]:
         return [c for group in (*self.lookups, *self.writes) for c in group]
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
-        return f"tools/{self.domain}/{self.name}"
+        """Unique across task sets: two tasks of one name (other seeds) differ in it."""
+        digest = hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
+        return f"tools/{self.domain}/{self.name}/{digest[:16]}"
 
     @property
     def instruction(self) -> str:

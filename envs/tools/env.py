@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pivotgym.env import ToolCall
 from pivotgym.envs.tools.db import Database
 from pivotgym.envs.tools.domain import Domain, ToolTask, get_domain, task_from_json
 from pivotgym.envs.tools.grader import DatabaseGrader
@@ -85,6 +86,11 @@ class ToolsEnv(ToolEnv):
     @property
     def db(self) -> Database | None:
         return self.world.db if self.world is not None else None
+
+    def fork_state(self, child: ToolEnv) -> None:
+        assert isinstance(child, ToolsEnv)
+        child.domain = self.domain  # a domain-following env is on its task's domain
+        child.action_space = ToolCall(child.tools)
 
     def spawn(self) -> ToolsEnv:
         return ToolsEnv(self.tasks, self.options, cache=self.cache, ledger=self.ledger,

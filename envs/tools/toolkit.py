@@ -45,6 +45,8 @@ from typing import Any
 from pivotgym.envs.tools.db import Database, to_json
 from pivotgym.verifiers.schema import SchemaError, canonical_arguments
 
+MAX_RESULT_CHARS = 16_384  # what one tool message shows the agent
+
 
 class ToolError(Exception):
     """A request the tool refuses; the message is what the agent reads after ``Error:``."""
@@ -133,19 +135,26 @@ class Toolkit:
                            "invalid_arguments")  # fmt: skip
         try:
             canonical = canonical_arguments(arguments, tool.parameters)
+            json.dumps(canonical, ensure_ascii=False).encode("utf-8")
         except SchemaError as exc:
             where = f"argument '{exc.path}'" if exc.path else "arguments"
             return Outcome(f"Error: {where}: {exc.problem}", "invalid_arguments")
+        except UnicodeEncodeError:  # a lone surrogate: no tool message could carry it
+            return Outcome("Error: arguments hold text that is not valid Unicode",
+                           "invalid_arguments")  # fmt: skip
         writes = db.writes
         try:
             with db.transaction():  # a failed call leaves ``db`` as it was
                 result = tool.function(db, **canonical)
         except (ToolError, KeyError, ValueError) as exc:
-            message = exc.args[0] if exc.args else type(exc).__name__
+            message = str(exc.args[0]) if exc.args else type(exc).__name__
             return Outcome(f"Error: {message}", "tool_error")
         if db.writes != writes and not tool.writes:
             raise TypeError(f"tool {name!r} is declared read-only but wrote the database")
         content = result if isinstance(result, str) else json.dumps(to_json(result))
+        if len(content) > MAX_RESULT_CHARS:  # a listing of a big table, or echoed input
+            cut = len(content) - MAX_RESULT_CHARS
+            content = content[:MAX_RESULT_CHARS] + f"\n[{cut} more characters not shown]"
         return Outcome(content, None, result)
 
 

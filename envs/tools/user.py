@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from pivotgym.envs.tools.domain import Domain, ToolTask, get_domain
 
 STOP = "###STOP###"
-_CONFIRM = re.compile(
+CONFIRM = re.compile(
     r"\b(confirm|shall i|should i|go ahead|proceed|would you like me to|do you want me to"
     r"|is that (ok|okay|right|correct))\b"
 )
@@ -77,7 +77,7 @@ class ScriptedUser:
                 parts.append(template.format(label=label, value=known[name]))
             else:
                 parts.append(_UNKNOWN.format(label=label))
-        if asking and _CONFIRM.search(said.lower()):
+        if asking and CONFIRM.search(said.lower()):
             parts.append(_variant(_YES if task.scenario.accepts else _NO, task.name, turn))
         if parts:
             return " ".join(parts), False

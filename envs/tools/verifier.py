@@ -12,11 +12,14 @@ turn must do the same kind of thing.
   arguments that has the same effect passes; a call whose result differs does not.
 - **A question to the user** that asks for facts of the domain (a date of birth, an
   account number) is accepted when it asks for the same facts, however worded.
-- **Another message to the user** is accepted when it carries every fact of the expert's (the
-  identifiers, numbers, dates, times and amounts in it, found by :data:`FACT`) and is
-  similar to it (difflib ratio of the words, at least ``threshold``), or carries those
-  facts and no fewer words than half the expert's: a paraphrase that says the same
-  things. A message that drops one fact fails, whatever its similarity.
+- **Another message to the user** is accepted when it is the same kind of act (a
+  question where the expert asked, a request to confirm where it asked to confirm, a
+  statement where it stated: the scripted user answers each otherwise), no more than
+  about twice as long, carries every fact of the expert's and no other (the identifiers,
+  numbers, dates, times and amounts in it, found by :data:`FACT`), and is similar to it
+  (difflib ratio of the words, at least ``threshold``) or no shorter than half of it: a
+  paraphrase that says the same things. A message that drops a fact, or adds one,
+  fails whatever its similarity.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import json
 import re
 from typing import Any
 
-from pivotgym.envs.tools.user import asked_facts
+from pivotgym.envs.tools.user import CONFIRM, asked_facts
 from pivotgym.verifiers.base import Call, State, Verdict, Verifier, failed, infra, passed
 from pivotgym.verifiers.match import ratio
 from pivotgym.verifiers.schema import canonical_json
@@ -87,6 +90,14 @@ class ToolApi(Verifier):
         return passed("same effect and results as the expert's calls")
 
     def _message(self, text: str, expert: str, domain: Any) -> Verdict:
+        if ("?" in text) != ("?" in expert) or bool(CONFIRM.search(text.lower())) != bool(
+            CONFIRM.search(expert.lower())
+        ):
+            # A question where the expert stated (or a statement where it asked, or asked
+            # to confirm) is another act: the user answers it otherwise.
+            return failed("not the same kind of message as the expert's")
+        if len(text.split()) > 2 * len(expert.split()) + 10:
+            return failed("far longer than the expert's message")
         if domain is not None and "?" in expert and asked_facts(domain, expert):
             # The expert asked the user for facts: asking for the same ones is the act.
             want = asked_facts(domain, expert)
@@ -97,6 +108,9 @@ class ToolApi(Verifier):
         missing = sorted(facts(expert) - facts(text))
         if missing:
             return failed(f"does not say {', '.join(missing[:5])}", missing=missing)
+        extra = sorted(facts(text) - facts(expert))
+        if extra:  # a message stuffed with numbers must not pass for one that says a few
+            return failed(f"says what the expert did not: {', '.join(extra[:5])}", extra=extra)
         similarity = ratio(text, expert)
         if similarity >= self.threshold:
             return passed(f"similar ({similarity:.2f}) with the expert's facts",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
@@ -133,7 +134,11 @@ def _is(value: Any, kind: str) -> bool:
     if kind == "integer":
         return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if kind == "number":
-        return isinstance(value, int | float) and math.isfinite(value)
+        # A number a float can hold: math.isfinite would overflow on 10**400, and so
+        # would every tool that computes with it.
+        if isinstance(value, int):
+            return abs(value) <= sys.float_info.max
+        return isinstance(value, float) and math.isfinite(value)
     return False
 
 
