@@ -106,8 +106,12 @@ def prefix_hashes(actions: Sequence[dict[str, Any]]) -> list[str]:
 
 @dataclass
 class CacheEntry:
+    """A cached state, the divergences met on the way to it, and whether its prefix was
+    compared at all (``checked``: not replayed under ``off``)."""
+
     snapshot: WorldSnapshot
     divergences: list[dict[str, Any]] = field(default_factory=list)
+    checked: bool = True
 
 
 class SnapshotCache:
@@ -139,11 +143,14 @@ class SnapshotCache:
         if self._users <= 0:
             await self.clear()
 
-    def deepest(self, task_key: str, hashes: Sequence[str]) -> tuple[int, CacheEntry | None]:
-        """The deepest cached prefix: ``(k, entry)`` for the largest cached ``hashes[k]``."""
+    def deepest(
+        self, task_key: str, hashes: Sequence[str], *, checked: bool = False
+    ) -> tuple[int, CacheEntry | None]:
+        """The deepest cached prefix: ``(k, entry)`` for the largest cached ``hashes[k]``
+        (with ``checked``, among entries whose prefix was compared)."""
         for k in range(len(hashes) - 1, -1, -1):
             entry = self._entries.get((task_key, hashes[k]))
-            if entry is not None:
+            if entry is not None and (entry.checked or not checked):
                 self._entries.move_to_end((task_key, hashes[k]))
                 return k, entry
         return 0, None
@@ -247,7 +254,12 @@ async def restore(
     task = env.resolve_task(trajectory)
     actions = [trajectory.action(i) for i in range(turn)]
     hashes = prefix_hashes(actions)
-    depth, entry = cache.deepest(task.key, hashes)
+    # A strict restore trusts only prefixes that were compared, and fails on a prefix
+    # that a lenient one found diverging.
+    depth, entry = cache.deepest(task.key, hashes, checked=policy == "strict")
+    if entry is not None and policy == "strict" and entry.divergences:
+        first = entry.divergences[0]
+        raise DivergenceError(trajectory.id, first["turn"], first["recorded"], first["replayed"])
     await env.replace_world(None)
     if entry is not None:
         cache.hits += 1
@@ -268,7 +280,8 @@ async def restore(
         if not mutating(env, action):
             # The state is the parent's; the cache shares its snapshot under this prefix.
             skipped += 1
-            await cache.put(task.key, hashes[i + 1], CacheEntry(snapshot, list(divergences)))
+            entry = CacheEntry(snapshot, list(divergences), checked=policy != "off")
+            await cache.put(task.key, hashes[i + 1], entry)
             continue
         messages, _, _ = await env.execute(action)
         replayed += 1
@@ -282,6 +295,7 @@ async def restore(
                 divergences.append({"turn": i, "recorded": diff[0], "replayed": diff[1]})
         assert env.world is not None
         snapshot = await env.world.snapshot()
-        await cache.put(task.key, hashes[i + 1], CacheEntry(snapshot, list(divergences)))
+        entry = CacheEntry(snapshot, list(divergences), checked=policy != "off")
+        await cache.put(task.key, hashes[i + 1], entry)
     env.turn = turn
     return Restored(task, depth, replayed, skipped, divergences)

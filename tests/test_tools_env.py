@@ -161,6 +161,14 @@ def test_a_replayed_write_that_returns_otherwise_diverges() -> None:
     _, info = env.reset(options={"trajectory": tampered, "turn": write_turn + 1,
                                  "divergence": "lenient"})  # fmt: skip
     assert [d["turn"] for d in info["divergences"]] == [write_turn]
+    # The cache keeps that state, but a strict restore does not take it as checked.
+    with pytest.raises(DivergenceError):
+        env.reset(options={"trajectory": tampered, "turn": write_turn + 1})
+    env.reset(options={"trajectory": tampered, "turn": write_turn + 1, "divergence": "off"})
+    fresh = ToolsEnv(domain="clinic", cache=env.cache)  # "off" entries are not trusted
+    with pytest.raises(DivergenceError):
+        fresh.reset(options={"trajectory": tampered, "turn": write_turn + 1})
+    fresh.close()
     env.close()
 
 
