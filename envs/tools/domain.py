@@ -171,6 +171,34 @@ def _groups(data: Any, where: str) -> tuple[tuple[Call, ...], ...]:
     return tuple(out)
 
 
+def introduce(
+    rng: random.Random,
+    *,
+    by_id: tuple[str, str, Call],
+    by_facts: tuple[tuple[str, ...], str, str, Call],
+    odds: tuple[float, float, float] = (0.35, 0.4, 0.75),
+) -> tuple[str, tuple[str, ...], tuple[str, ...], Call]:
+    """How a user identifies themself, drawn with ``rng``: ``(words for the opening,
+    facts volunteered, facts the agent must ask for, the look-up that finds them)``.
+
+    ``by_id`` is ``(fact, sentence, look-up)`` for a user who knows their ID (with
+    probability ``odds[0]``). ``by_facts`` is ``(facts, sentence giving them all,
+    sentence giving the first, look-up)`` for the others, who give every fact (below
+    ``odds[1]``), the first only and are asked the rest (below ``odds[2]``), or nothing
+    and are asked for all: the variation of "asking vs looking up" an expert meets.
+    """
+    if rng.random() < odds[0]:
+        fact, sentence, lookup = by_id
+        return sentence, (fact,), (), lookup
+    facts, all_said, first_said, lookup = by_facts
+    style = rng.random()
+    if style < odds[1]:
+        return all_said, facts, (), lookup
+    if style < odds[2]:
+        return first_said, facts[:1], facts[1:], lookup
+    return "", (), facts, lookup
+
+
 TaskGenerator = Callable[[Database, random.Random], "ToolTask | None"]
 
 

@@ -17,7 +17,15 @@ from functools import partial
 from typing import Literal
 
 from pivotgym.envs.tools.db import Database, Row, Table
-from pivotgym.envs.tools.domain import Call, Domain, Fact, Scenario, ToolTask, register_domain
+from pivotgym.envs.tools.domain import (
+    Call,
+    Domain,
+    Fact,
+    Scenario,
+    ToolTask,
+    introduce,
+    register_domain,
+)
 from pivotgym.envs.tools.toolkit import ToolError, Toolkit
 from pivotgym.envs.tools.words import FIRST_NAMES, LAST_NAMES, dates_after, pick
 
@@ -504,19 +512,19 @@ FACTS = {
 
 
 def _identify(customer: Customer, rng: random.Random):
-    """How the customer introduces themself: (opening words, volunteered, asked, look-up)."""
-    if rng.random() < 0.35:
-        lookup = Call("get_customer", {"customer_id": customer.customer_id})
-        return f"My customer ID is {customer.customer_id}.", ("customer_id",), (), lookup
-    name, born, last4 = customer.name, customer.date_of_birth, customer.phone[-4:]
-    lookup = Call("find_customer", {"name": name, "date_of_birth": born, "phone_last4": last4})
-    everything = ("name", "date_of_birth", "phone_last4")
-    style = rng.random()
-    if style < 0.35:  # gives everything at once
-        return f"I'm {name}, born {born}; my phone number ends in {last4}.", everything, (), lookup
-    if style < 0.7:  # gives the name, the agent asks for the rest
-        return f"This is {name}.", ("name",), everything[1:], lookup
-    return "", (), everything, lookup  # the agent asks for all of it
+    """How the customer introduces themself (:func:`introduce`)."""
+    cid, name, born, last4 = (customer.customer_id, customer.name, customer.date_of_birth,
+                              customer.phone[-4:])  # fmt: skip
+    return introduce(
+        rng,
+        by_id=("customer_id", f"My customer ID is {cid}.",
+               Call("get_customer", {"customer_id": cid})),
+        by_facts=(("name", "date_of_birth", "phone_last4"),
+                  f"I'm {name}, born {born}; my phone number ends in {last4}.", f"This is {name}.",
+                  Call("find_customer", {"name": name, "date_of_birth": born,
+                                         "phone_last4": last4})),
+        odds=(0.35, 0.35, 0.7),
+    )  # fmt: skip
 
 
 def _base(customer: Customer, goal: str, opening: str, rng: random.Random, *reads: Call,

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pivotgym.envs.tools.db import Database, Row, Table
-from pivotgym.envs.tools.domain import Call, Domain, Fact, Scenario, ToolTask, register_domain
+from pivotgym.envs.tools.domain import (
+    Call,
+    Domain,
+    Fact,
+    Scenario,
+    ToolTask,
+    introduce,
+    register_domain,
+)
 from pivotgym.envs.tools.toolkit import ToolError, Toolkit
 from pivotgym.envs.tools.words import FIRST_NAMES, LAST_NAMES, dates_after, pick
 
@@ -478,27 +486,14 @@ FACTS = {
 def _identify(
     patient: Patient, rng: random.Random
 ) -> tuple[str, tuple[str, ...], tuple[str, ...], Call]:
-    """How the patient introduces themself: (opening words, volunteered, asked, look-up)."""
-    known_id = rng.random() < 0.35
-    if known_id:
-        return (
-            f"My patient ID is {patient.patient_id}.",
-            ("patient_id",),
-            (),
-            Call("get_patient", {"patient_id": patient.patient_id}),
-        )
-    lookup = Call("find_patient", {"name": patient.name, "date_of_birth": patient.date_of_birth})
-    style = rng.random()
-    if style < 0.4:  # gives everything at once
-        return (
-            f"I'm {patient.name}, born {patient.date_of_birth}.",
-            ("name", "date_of_birth"),
-            (),
-            lookup,
-        )
-    if style < 0.75:  # gives the name, the agent asks for the date of birth
-        return f"This is {patient.name}.", ("name",), ("date_of_birth",), lookup
-    return "", (), ("name", "date_of_birth"), lookup  # the agent asks for both
+    """How the patient introduces themself (:func:`introduce`)."""
+    pid, name, born = patient.patient_id, patient.name, patient.date_of_birth
+    return introduce(
+        rng,
+        by_id=("patient_id", f"My patient ID is {pid}.", Call("get_patient", {"patient_id": pid})),
+        by_facts=(("name", "date_of_birth"), f"I'm {name}, born {born}.", f"This is {name}.",
+                  Call("find_patient", {"name": name, "date_of_birth": born})),
+    )  # fmt: skip
 
 
 def _scenario(patient: Patient, goal: str, opening: str, rng: random.Random, **known: str):

@@ -20,7 +20,15 @@ from functools import partial
 from typing import Any, Literal
 
 from pivotgym.envs.tools.db import Database, Row, Table
-from pivotgym.envs.tools.domain import Call, Domain, Fact, Scenario, ToolTask, register_domain
+from pivotgym.envs.tools.domain import (
+    Call,
+    Domain,
+    Fact,
+    Scenario,
+    ToolTask,
+    introduce,
+    register_domain,
+)
 from pivotgym.envs.tools.toolkit import ToolError, Toolkit
 from pivotgym.envs.tools.words import FIRST_NAMES, LAST_NAMES, pick
 
@@ -438,17 +446,15 @@ FACTS = {
 
 
 def _identify(member: Member, rng: random.Random):
-    """How the member introduces themself: (opening words, volunteered, asked, look-up)."""
-    if rng.random() < 0.35:
-        return (f"My library card number is {member.card_number}.", ("card_number",), (),
-                Call("get_member", {"card_number": member.card_number}))  # fmt: skip
-    lookup = Call("find_member", {"name": member.name, "email": member.email})
-    style = rng.random()
-    if style < 0.4:  # gives everything at once
-        return f"I'm {member.name}, email {member.email}.", ("name", "email"), (), lookup
-    if style < 0.75:  # gives the name, the agent asks for the email
-        return f"This is {member.name}.", ("name",), ("email",), lookup
-    return "", (), ("name", "email"), lookup  # the agent asks for both
+    """How the member introduces themself (:func:`introduce`)."""
+    card, name, email = member.card_number, member.name, member.email
+    return introduce(
+        rng,
+        by_id=("card_number", f"My library card number is {card}.",
+               Call("get_member", {"card_number": card})),
+        by_facts=(("name", "email"), f"I'm {name}, email {email}.", f"This is {name}.",
+                  Call("find_member", {"name": name, "email": email})),
+    )  # fmt: skip
 
 
 def _base(member: Member, goal: str, openings: tuple[str, ...], rng: random.Random,

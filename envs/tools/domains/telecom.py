@@ -19,7 +19,15 @@ from functools import partial
 from typing import Literal
 
 from pivotgym.envs.tools.db import Database, Row, Table
-from pivotgym.envs.tools.domain import Call, Domain, Fact, Scenario, ToolTask, register_domain
+from pivotgym.envs.tools.domain import (
+    Call,
+    Domain,
+    Fact,
+    Scenario,
+    ToolTask,
+    introduce,
+    register_domain,
+)
 from pivotgym.envs.tools.toolkit import ToolError, Toolkit
 from pivotgym.envs.tools.words import FIRST_NAMES, LAST_NAMES, pick
 
@@ -428,17 +436,15 @@ FACTS = {
 
 
 def _identify(sub: Subscriber, rng: random.Random):
-    """How the holder introduces themself: (opening words, volunteered, asked, look-up)."""
-    if rng.random() < 0.35:
-        return (f"My account number is {sub.account_id}.", ("account_id",), (),
-                Call("get_account", {"account_id": sub.account_id}))  # fmt: skip
-    lookup = Call("find_account", {"name": sub.name, "postcode": sub.postcode})
-    style = rng.random()
-    if style < 0.4:  # gives everything at once
-        return f"I'm {sub.name}, postcode {sub.postcode}.", ("name", "postcode"), (), lookup
-    if style < 0.75:  # gives the name, the agent asks for the postcode
-        return f"This is {sub.name}.", ("name",), ("postcode",), lookup
-    return "", (), ("name", "postcode"), lookup  # the agent asks for both
+    """How the holder introduces themself (:func:`introduce`)."""
+    account, name, postcode = sub.account_id, sub.name, sub.postcode
+    return introduce(
+        rng,
+        by_id=("account_id", f"My account number is {account}.",
+               Call("get_account", {"account_id": account})),
+        by_facts=(("name", "postcode"), f"I'm {name}, postcode {postcode}.", f"This is {name}.",
+                  Call("find_account", {"name": name, "postcode": postcode})),
+    )  # fmt: skip
 
 
 def _which_line(db: Database, line: Line, rng: random.Random):
