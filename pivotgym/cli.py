@@ -66,33 +66,22 @@ async def _demo(env_name: str, sandbox: str | None, turn: int, branches: int) ->
             f"turn after the one it restores: use 0..{longest.num_turns - 2}",
             field="--turn",
         )
-    env = make(env_name, sandbox=sandbox, tasks=[])
+    env = make(env_name, tasks=[], **({"sandbox": sandbox} if sandbox else {}))
     try:
         obs, info = await env.areset(options={"trajectory": trajectory, "turn": turn})
         console.rule(f"[bold]{trajectory.id}[/]: state before assistant turn {turn}")
         console.print(f"[dim]task:[/] {_summarize(obs[1]['content'], 200)}")
         console.print(
             f"[dim]restored by replaying {info['replayed_steps']} recorded step(s) "
-            f"in {env.stats.reset_s * 1000:.0f} ms on {env.backend.name}[/]"
+            f"in {env.stats.reset_s * 1000:.0f} ms on a {type(env.world).__name__}[/]"
         )
         forks = await env.afork(branches)
-        expert = trajectory.action(turn)
-        actions = [expert] + [
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": f"alt_{i}",
-                        "type": "function",
-                        "function": {"name": "bash", "arguments": json.dumps({"command": command})},
-                    }
-                ],
-            }
-            for i, command in enumerate(["ls -la", "cat nonexistent-file", "rm -rf ./*; ls"])
-        ]
+        # The other branches take calls drawn from the env's action space (its tools,
+        # arguments filled from their schemas), seeded so the demo repeats.
+        env.action_space.seed(0)
+        actions = [trajectory.action(turn)] + [env.action_space.sample() for _ in range(3)]
         table = Table(title=f"{branches} forks of one state, one different action each")
-        for column in ("branch", "action", "observation", "exit"):
+        for column in ("branch", "action", "observation", "error / exit"):
             table.add_column(column)
         results = await asyncio.gather(
             *(fork.astep(actions[i % len(actions)]) for i, fork in enumerate(forks))
@@ -100,13 +89,12 @@ async def _demo(env_name: str, sandbox: str | None, turn: int, branches: int) ->
         for i, (obs_i, _r, _term, _trunc, step_info) in enumerate(results):
             action = actions[i % len(actions)]
             call = (action.get("tool_calls") or [{}])[0].get("function", {})
+            said = f"{call['name']}({call.get('arguments', '')})" if call else action["content"]
             label = "expert: " if i == 0 else ""
-            exit_code = step_info["calls"][0].get("exit_code") if step_info["calls"] else "-"
+            calls = step_info["calls"]
+            error = (calls[0].get("error") or calls[0].get("exit_code", "-")) if calls else "-"
             table.add_row(
-                str(i),
-                label + _summarize(json.loads(call.get("arguments", "{}")).get("command"), 40),
-                _summarize(obs_i[-1]["content"]),
-                str(exit_code),
+                str(i), label + _summarize(said, 40), _summarize(obs_i[-1]["content"]), str(error)
             )
         console.print(table)
         # Branch 0 took the expert's action: finish its episode with the rest of the record.
@@ -115,7 +103,7 @@ async def _demo(env_name: str, sandbox: str | None, turn: int, branches: int) ->
             _, reward, terminated, truncated, _ = await forks[0].astep(trajectory.action(t))
             done = terminated or truncated
         console.print(
-            f"branch 0 finished the recorded episode: done={done}, task test reward={reward}"
+            f"branch 0 finished the recorded episode: done={done}, episode reward={reward}"
         )
         for fork in forks:
             await fork.aclose()

@@ -467,3 +467,11 @@ def test_task_keys_and_caches_tell_apart_what_differs() -> None:
     env = ToolsEnv(domain="clinic", cache=cache)
     assert env.cache is cache  # an empty cache is shared, not replaced
     env.close()
+
+
+def test_the_demo_runs_on_the_tool_api_env(capsys) -> None:
+    from pivotgym.cli import main
+
+    assert main(["demo", "--env", "tools"]) == 0
+    out = capsys.readouterr().out
+    assert "DomainWorld" in out and "episode reward=1.0" in out
