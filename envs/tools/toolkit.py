@@ -79,7 +79,6 @@ class Outcome:
 
     content: str
     error: str | None = None  # "invalid_arguments" or "tool_error"
-    result: Any = None
 
 
 class Toolkit:
@@ -155,7 +154,7 @@ class Toolkit:
         if len(content) > MAX_RESULT_CHARS:  # a listing of a big table, or echoed input
             cut = len(content) - MAX_RESULT_CHARS
             content = content[:MAX_RESULT_CHARS] + f"\n[{cut} more characters not shown]"
-        return Outcome(content, None, result)
+        return Outcome(content)
 
 
 _ARG_LINE = re.compile(r"^\s*(\w+):\s*(.+)$")

@@ -114,7 +114,7 @@ class EngineUser:
         from pivotgym.engines.base import SamplingParams
 
         ids = self.chat.prompt_ids(self.prompt(task, messages))
-        sampling = SamplingParams(temperature=0.0, top_p=1.0, top_k=0,
+        sampling = SamplingParams(temperature=0.0, top_p=1.0, top_k=-1,
                                   max_new_tokens=self.max_new_tokens,
                                   stop_token_ids=tuple(self.chat.stop_ids), seed=0)  # fmt: skip
         (sample,) = await self.engine.generate(ids, 1, sampling)
