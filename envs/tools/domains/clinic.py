@@ -604,13 +604,22 @@ def gen_reschedule(db: Database, rng: random.Random) -> ToolTask | None:
     )  # fmt: skip
 
 
-def gen_book(db: Database, rng: random.Random) -> ToolTask | None:
-    patient = rng.choice(list(db.rows("patients")))
-    specialty = rng.choice(SPECIALTIES)
-    doctors = list_doctors(db, specialty)
+def gen_book(db: Database, rng: random.Random, refusal: str | None = None) -> ToolTask | None:
+    # The refusals are rare among random requests, so their families draw the patients
+    # (at the cap) or the doctors (closed to new patients) that call for them.
+    patients = list(db.rows("patients"))
+    if refusal == "over_limit":
+        patients = [p for p in patients if len(_scheduled(db, p)) >= MAX_SCHEDULED]
+    patient = rng.choice(patients)
+    doctors = list(db.rows("doctors"))
+    if refusal == "closed":
+        doctors = [d for d in doctors if not d.accepts_new_patients]
     doctor = rng.choice(doctors)
+    specialty = doctor.specialty
     seen = any(a.doctor_id == doctor.doctor_id
                for a in db.where("appointments", patient_id=patient.patient_id))  # fmt: skip
+    if refusal == "closed" and (seen or len(_scheduled(db, patient)) >= MAX_SCHEDULED):
+        return None
     free = find_open_slots(db, doctor.doctor_id)
     if not free:
         return None
@@ -648,6 +657,14 @@ def gen_book(db: Database, rng: random.Random) -> ToolTask | None:
         outcome=f"You're booked with {doctor.name} on {date} at {slot.time}.",
         required_info=(date, slot.time),
     )  # fmt: skip
+
+
+def gen_book_over_limit(db: Database, rng: random.Random) -> ToolTask | None:
+    return gen_book(db, rng, refusal="over_limit")
+
+
+def gen_book_closed_doctor(db: Database, rng: random.Random) -> ToolTask | None:
+    return gen_book(db, rng, refusal="closed")
 
 
 def gen_refill(db: Database, rng: random.Random) -> ToolTask | None:
@@ -758,6 +775,8 @@ DOMAIN = register_domain(
             "cancel_late": gen_cancel_late,
             "reschedule": gen_reschedule,
             "book": gen_book,
+            "book_over_limit": gen_book_over_limit,
+            "book_closed_doctor": gen_book_closed_doctor,
             "refill": gen_refill,
             "pay_invoice": gen_pay,
             "balance": gen_balance,
