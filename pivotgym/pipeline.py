@@ -104,11 +104,13 @@ def env_defaults(env: str) -> tuple[list[dict[str, Any]], set[str]]:
         probe.close()
 
 
-def resolve(config: RunConfig) -> RunConfig:
+def resolve(config: RunConfig, env_options: set[str] | None = None) -> RunConfig:
     """``config`` with every default the environment decides filled in (the verifier,
-    λ_diff, the sandbox backend), as the run's ``config.toml`` records it."""
+    λ_diff, the sandbox backend), as the run's ``config.toml`` records it;
+    ``env_options`` are the env's option names when the caller has them already."""
     spec = registry.get_spec(config.env)
-    _, env_options = env_defaults(config.env)
+    if env_options is None:
+        _, env_options = env_defaults(config.env)
     sandbox = config.sandbox
     if "sandbox" in env_options:
         sandbox = sandbox or get_backend(None).name
@@ -129,7 +131,7 @@ class Run:
         self.spec = registry.get_spec(config.env)
         # The env's own tools; a trajectory may record others (see Candidate.tools_or).
         self.tools, self.env_options = env_defaults(config.env)
-        self.config = config = resolve(config)
+        self.config = config = resolve(config, self.env_options)
         self.out = Path(config.out)
         self.lambda_diff = config.profile.lambda_diff
         name = config.profile.verifier
