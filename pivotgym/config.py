@@ -19,6 +19,13 @@ from pivotgym import toml_lines
 from pivotgym.errors import DataError
 
 
+def at_least(minimum: int, default: int) -> Any:
+    """A count field that a file or override may not set below ``minimum``: a zero
+    sample count or step count would otherwise fail deep inside a run, or silently
+    measure nothing."""
+    return field(default=default, metadata={"min": minimum})
+
+
 @dataclass
 class DataConfig:
     """Which trajectories to profile and which tasks to evaluate on.
@@ -32,12 +39,12 @@ class DataConfig:
 
     split: str = "train"
     trajectories: str = ""
-    max_candidates: int = 384
+    max_candidates: int = at_least(1, 384)
     eval_split: str = "test"
     eval_task_file: str = ""
-    eval_tasks: int = 0
-    eval_attempts: int = 1
-    ood_questions: int = 100
+    eval_tasks: int = at_least(0, 0)
+    eval_attempts: int = at_least(1, 1)
+    ood_questions: int = at_least(1, 100)
 
 
 @dataclass
@@ -47,11 +54,11 @@ class ProfileConfig:
     ``verifier`` and ``lambda_diff`` default to the environment's own settings.
     """
 
-    k: int = 8
+    k: int = at_least(2, 8)
     temperature: float = 1.0
-    max_new_tokens: int = 160
-    engine_batch: int = 8
-    sandbox_slots: int = 4
+    max_new_tokens: int = at_least(1, 160)
+    engine_batch: int = at_least(1, 8)
+    sandbox_slots: int = at_least(1, 4)
     verifier: str = ""
     lambda_diff: float = 0.0
 
@@ -66,11 +73,11 @@ class TrainConfig:
     on the same tasks, so that the curves start and end on the reported numbers.
     """
 
-    steps: int = 32
-    pivots_per_step: int = 8
-    group_size: int = 8
+    steps: int = at_least(1, 32)
+    pivots_per_step: int = at_least(1, 8)
+    group_size: int = at_least(2, 8)
     lr: float = 1e-4
-    warmup_steps: int = 2
+    warmup_steps: int = at_least(0, 2)
     schedule: str = "constant"
     clip_low: float = 0.2
     clip_high: float = 0.28
@@ -78,11 +85,11 @@ class TrainConfig:
     aggregation: str = "token-mean"
     scale_std: bool = True
     leave_one_out: bool = False
-    micro_batch_size: int = 16
+    micro_batch_size: int = at_least(1, 16)
     max_grad_norm: float = 1.0
-    checkpoint_every: int = 8
-    max_new_tokens: int = 160
-    eval_every: int = 0
+    checkpoint_every: int = at_least(1, 8)
+    max_new_tokens: int = at_least(1, 160)
+    eval_every: int = at_least(0, 0)
     pivot_source: str = "filter"
 
 
@@ -96,22 +103,22 @@ class E2EConfig:
     rate about half do: with 2 tasks a step, E2E RL did not move from π0 in 24 steps;
     with 8 it learns (both measured on seed 0)."""
 
-    steps: int = 24
-    tasks_per_step: int = 8
-    group_size: int = 8
-    max_turns: int = 8
-    max_tokens: int = 3072
+    steps: int = at_least(1, 24)
+    tasks_per_step: int = at_least(1, 8)
+    group_size: int = at_least(2, 8)
+    max_turns: int = at_least(1, 8)
+    max_tokens: int = at_least(1, 3072)
 
 
 @dataclass
 class SFTConfig:
     """The SFT baseline on the same trajectories (``pivotgym sft``)."""
 
-    steps: int = 60
-    batch_size: int = 8
+    steps: int = at_least(1, 60)
+    batch_size: int = at_least(1, 8)
     lr: float = 5e-5
-    warmup_steps: int = 4
-    micro_batch_size: int = 8
+    warmup_steps: int = at_least(0, 4)
+    micro_batch_size: int = at_least(1, 8)
 
 
 @dataclass
@@ -119,7 +126,7 @@ class EvalConfig:
     """Full episodes with the policy acting."""
 
     temperature: float = 0.7
-    max_new_tokens: int = 192
+    max_new_tokens: int = at_least(1, 192)
 
 
 @dataclass
@@ -175,7 +182,7 @@ def _check(value: Any, kind: type, where: str, source: str | None) -> Any:
 
 def _apply(target: Any, table: dict[str, Any], prefix: str, source: str | None) -> None:
     hints = get_type_hints(type(target))
-    known = {f.name for f in fields(target)}
+    known = {f.name: f for f in fields(target)}
     for key, value in table.items():
         where = f"{prefix}{key}"
         if key not in known:
@@ -188,7 +195,11 @@ def _apply(target: Any, table: dict[str, Any], prefix: str, source: str | None) 
                 raise DataError("must be a table", file=source, field=where)
             _apply(current, value, where + ".", source)
         else:
-            setattr(target, key, _check(value, hints[key], where, source))
+            value = _check(value, hints[key], where, source)
+            minimum = known[key].metadata.get("min")
+            if minimum is not None and value < minimum:
+                raise DataError(f"must be at least {minimum}, got {value}", file=source, field=where)
+            setattr(target, key, value)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import json
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -540,26 +541,31 @@ class Run:
             f"[bold]{r.kept} pivots[/] kept of {r.candidates} ({r.kept_fraction:.0%}); "
             f"μ histogram {list(r.mean_histogram)}"
         )
-        if not pivots:
-            raise DataError(
-                "no candidate passed the pivot filter: nothing to train on "
-                f"(λ_diff={self.lambda_diff}); see {self.out / 'filter.json'}"
-            )
-        base = await self.timed_eval("base")
-        mark = time.perf_counter()
-        t = self.config.train
-        learner = await self.train(pivots, t.pivots_per_step, t.steps, self.pivot_step)
-        self.timings["train_s"] = time.perf_counter() - mark
-        return await self.finish(
-            "pivotrl",
-            learner.model,
-            base,
-            start,
+        found = dict(
             candidates=r.candidates,
             pivots=r.kept,
             kept_fraction=r.kept_fraction,
             lambda_diff=self.lambda_diff,
         )
+        base = await self.timed_eval("base")
+        if not pivots:
+            # A result, not a failure: π0 is never right (or always right) at every
+            # candidate, so no turn teaches anything and the policy stays π0. The run
+            # reports it as trained for no step, beside the profiling it cost.
+            console.print(
+                "[yellow]no candidate passed the pivot filter: nothing to train on "
+                f"(λ_diff={self.lambda_diff}, see {self.out / 'filter.json'}); "
+                "the policy stays π0[/]"
+            )
+            final = self.out / "eval_final.json"
+            if not final.exists():  # the same weights: their evaluation is π0's
+                shutil.copyfile(self.out / "eval_base.json", final)
+            return await self.finish("pivotrl", self.stack.policy, base, start, **found, train_steps=0)
+        mark = time.perf_counter()
+        t = self.config.train
+        learner = await self.train(pivots, t.pivots_per_step, t.steps, self.pivot_step)
+        self.timings["train_s"] = time.perf_counter() - mark
+        return await self.finish("pivotrl", learner.model, base, start, **found, train_steps=t.steps)
 
     async def e2e(self) -> dict[str, Any]:
         """The E2E RL baseline on the tasks of the same trajectories."""
@@ -642,6 +648,7 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("candidates", "candidates"),
         ("tasks", "tasks"),
         ("trajectories", "trajectories"),
+        ("train_steps", "training steps"),
     ):
         if key in report:
             rows.append((label, str(report[key])))

@@ -62,3 +62,26 @@ def test_episodes_the_harness_could_not_score_are_counted_beside_the_success_rat
         "timings": {"total_s": 1.0}, "ledger": {"model_calls": 0},
     }  # fmt: skip
     assert "| infrastructure failures (episodes not scored) | 1 | 3 | |" in report_markdown(report)
+
+
+def test_a_pivotrl_run_without_pivots_reports_pi0_unchanged(tmp_path: Path) -> None:
+    # pivotgym-tiny never solves a tool-API turn: every candidate has zero variance.
+    config = load_config(
+        overrides=[
+            "env='tools'",
+            f"out='{tmp_path / 'run'}'",
+            "data.max_candidates=4",
+            "profile.k=2",
+            "data.eval_tasks=2",
+            "data.ood_questions=2",
+        ]
+    )
+    report = asyncio.run(Run(config).run())
+    out = Path(config.out)
+    assert (report["pivots"], report["train_steps"]) == (0, 0)
+    assert json.loads((out / "filter.json").read_text())["zero_variance"] == 4
+    assert report["in_domain_final"] == report["in_domain_base"]
+    assert report["ood_final"] == report["ood_base"]
+    assert (out / "policy" / "model.safetensors").exists()
+    assert report["ledger"]["model_calls"] == 4 * 2  # the profiling it cost
+    assert "| training steps | 0 |" in (out / "report.md").read_text()
