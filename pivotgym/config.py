@@ -198,7 +198,9 @@ def _apply(target: Any, table: dict[str, Any], prefix: str, source: str | None) 
             value = _check(value, hints[key], where, source)
             minimum = known[key].metadata.get("min")
             if minimum is not None and value < minimum:
-                raise DataError(f"must be at least {minimum}, got {value}", file=source, field=where)
+                raise DataError(
+                    f"must be at least {minimum}, got {value}", file=source, field=where
+                )
             setattr(target, key, value)
 
 

@@ -55,7 +55,6 @@ from pivotgym.rollouts import collect
 from pivotgym.sandbox import get_backend
 from pivotgym.seeds import derive_seed
 from pivotgym.task import Task
-from pivotgym.tasks import resolve_task
 from pivotgym.trajectory import Trajectory
 from pivotgym.verifiers import Verifier, get_verifier
 from pivotgym.verifiers.base import restore
@@ -560,25 +559,28 @@ class Run:
             final = self.out / "eval_final.json"
             if not final.exists():  # the same weights: their evaluation is π0's
                 shutil.copyfile(self.out / "eval_base.json", final)
-            return await self.finish("pivotrl", self.stack.policy, base, start, **found, train_steps=0)
+            return await self.finish(
+                "pivotrl", self.stack.policy, base, start, **found, train_steps=0
+            )
         mark = time.perf_counter()
         t = self.config.train
         learner = await self.train(pivots, t.pivots_per_step, t.steps, self.pivot_step)
         self.timings["train_s"] = time.perf_counter() - mark
-        return await self.finish("pivotrl", learner.model, base, start, **found, train_steps=t.steps)
+        return await self.finish(
+            "pivotrl", learner.model, base, start, **found, train_steps=t.steps
+        )
 
     async def e2e(self) -> dict[str, Any]:
         """The E2E RL baseline on the tasks of the same trajectories."""
         pool = self.candidates()  # bad data fails here, before the output folder exists
         start = self.begin()
-        tasks: dict[str, Task] = {}
-        for c in pool:
-            if c.trajectory.id not in tasks:
-                tasks[c.trajectory.id] = resolve_task(c.trajectory.task, c.trajectory.base_dir)
+        behind = {c.trajectory.id: c.trajectory for c in pool}  # in order of first turn
+        items = list(
+            registry.get_spec(self.config.env).format().from_trajectories(list(behind.values()))
+        )
         base = await self.timed_eval("base")
         mark = time.perf_counter()
         e = self.config.e2e
-        items = list(tasks.values())
         learner = await self.train(items, e.tasks_per_step, e.steps, self.episode_step)
         self.timings["train_s"] = time.perf_counter() - mark
         return await self.finish("e2e", learner.model, base, start, tasks=len(items))
