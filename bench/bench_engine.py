@@ -48,10 +48,10 @@ from report import print_table, write_json
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pivotgym
-from pivotgym.chat import ChatFormat
-from pivotgym.engines.base import SamplingParams
-from pivotgym.engines.torch import TorchEngine, row_seeds
 from pivotgym.envs.terminal.env import TerminalEnv
+from pivotgym.policy.chat import ChatFormat
+from pivotgym.policy.engines.base import SamplingParams
+from pivotgym.policy.engines.torch import TorchEngine, row_seeds
 
 TARGET = 3.0
 # The pivotgym-tiny size class, used with random weights when no checkpoint is bundled.
@@ -69,7 +69,7 @@ def load_model(tmp: Path) -> tuple[Any, Any, str]:
     from pivotgym.errors import DataError
 
     try:
-        from pivotgym.models import load
+        from pivotgym.policy.models import load
 
         model, tokenizer = load("pivotgym-tiny")
         return model.float(), tokenizer, "pivotgym-tiny"

@@ -37,7 +37,7 @@ from report import print_table, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pivotgym.engines.base import Sample
+from pivotgym.policy.engines.base import Sample
 from pivotgym.rl.batch import TrainSample
 from pivotgym.rl.learner import Learner
 from pivotgym.rl.training import OptimConfig

@@ -20,10 +20,10 @@ from report import print_table, write_json
 from tqdm import tqdm
 
 import pivotgym
+from pivotgym.core.replay import SnapshotCache
 from pivotgym.envs.terminal import DATA as TERMINAL_DATA
 from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.errors import DivergenceError
-from pivotgym.replay import SnapshotCache
 
 DATA = TERMINAL_DATA / "train.jsonl.gz"
 

@@ -32,9 +32,9 @@ from report import print_table, ratio_line, timing_rows, write_json
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pivotgym.engines.base import SamplingParams  # noqa: E402
-from pivotgym.engines.sglang import SGLangEngine  # noqa: E402
-from pivotgym.engines.torch import TorchEngine  # noqa: E402
+from pivotgym.policy.engines.base import SamplingParams  # noqa: E402
+from pivotgym.policy.engines.sglang import SGLangEngine  # noqa: E402
+from pivotgym.policy.engines.torch import TorchEngine  # noqa: E402
 from pivotgym.server.launch import eos_token_ids, load_model, wait_healthy  # noqa: E402
 from tests.server_fixture import free_port  # noqa: E402
 
@@ -52,7 +52,7 @@ BENCH_CONFIG = {
 def pick_model(name: str | None, scratch: Path) -> str:
     if name:
         return name
-    from pivotgym import models
+    from pivotgym.policy import models
 
     try:
         models.resolve("pivotgym-tiny")

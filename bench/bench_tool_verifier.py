@@ -27,7 +27,7 @@ from collections import Counter
 from report import print_table, write_json
 
 import pivotgym
-from pivotgym.candidates import candidates
+from pivotgym.core.candidates import candidates
 from pivotgym.envs.tools.domain import get_domain
 from pivotgym.envs.tools.env import ToolsEnv
 from pivotgym.envs.tools.user import CONFIRM, asked_facts

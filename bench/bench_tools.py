@@ -27,11 +27,11 @@ import time
 from report import print_table, ratio_line, write_json
 
 import pivotgym
+from pivotgym.core.replay import SnapshotCache
 from pivotgym.envs.tools.db import Database, to_json
 from pivotgym.envs.tools.domain import get_domain
 from pivotgym.envs.tools.env import ToolsEnv
 from pivotgym.envs.tools.world import DomainWorld
-from pivotgym.replay import SnapshotCache
 
 STEP_TARGET = 1.2
 

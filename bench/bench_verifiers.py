@@ -32,10 +32,11 @@ from report import print_table, ratio_line, write_json
 from tqdm import tqdm
 
 import pivotgym
-from pivotgym.candidates import Candidate, candidates
+from pivotgym.core.candidates import Candidate, candidates
+from pivotgym.core.replay import SnapshotCache
 from pivotgym.envs.terminal.env import TerminalEnv
-from pivotgym.replay import SnapshotCache
-from pivotgym.verifiers import Execution, restore
+from pivotgym.envs.terminal.verifier import Execution
+from pivotgym.verifiers import restore
 
 
 def bash(command: str) -> dict[str, Any]:

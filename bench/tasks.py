@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pivotgym
-from pivotgym.tasks import HarborTask
+from pivotgym.harbor.task import HarborTask
 
 COMMAND = "ls -la && wc -l notes/*.txt | tail -n 1 && grep -c line notes/n0.txt"
 

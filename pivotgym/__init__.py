@@ -9,9 +9,8 @@ The public surface of the foundation::
     branches = env.fork(4)
 """
 
-from pivotgym.env import AsyncEnv, run_sync
-from pivotgym.errors import DataError, DivergenceError, InfraError, PivotgymError
-from pivotgym.registry import (
+from pivotgym.core.env import AsyncEnv, run_sync
+from pivotgym.core.registry import (
     EnvSpec,
     declare_entry_points,
     load_tasks,
@@ -20,9 +19,10 @@ from pivotgym.registry import (
     register,
     registered,
 )
-from pivotgym.task import Task
-from pivotgym.tasks import load_task
-from pivotgym.trajectory import Trajectory, iter_trajectories, save_trajectories
+from pivotgym.core.task import Task
+from pivotgym.core.trajectory import Trajectory, iter_trajectories, save_trajectories
+from pivotgym.errors import DataError, DivergenceError, InfraError, PivotgymError
+from pivotgym.harbor.task import load_task
 
 declare_entry_points()
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from pivotgym.core.registry import get_spec, load_trajectories, make, registered
 from pivotgym.errors import DataError, InfraError
-from pivotgym.registry import get_spec, load_trajectories, make, registered
 from pivotgym.sandbox import BACKENDS, backend_class
 
 console = Console()
@@ -146,7 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace):
-    from pivotgym.config import load_config
+    from pivotgym.runs.config import load_config
 
     overrides = list(args.set or [])
     for key in ("env", "model", "engine", "engine_url", "sandbox", "out", "seed", "device"):
@@ -157,31 +157,30 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pivotgym.pipeline import Run
+    from pivotgym.runs.pivotrl import PivotRL
 
-    asyncio.run(Run(_config(args)).run())
+    asyncio.run(PivotRL(_config(args)).execute())
     return 0
 
 
 def _baseline(method: str):
     def command(args: argparse.Namespace) -> int:
-        from pivotgym.pipeline import Run
+        from pivotgym.runs.methods import METHODS
 
         config = _config(args)
         if args.out is None:
             config.out = config.out.rstrip("/") + f"-{method}"
-        run = Run(config)
-        asyncio.run(run.sft() if method == "sft" else run.e2e())
+        asyncio.run(METHODS[method](config).execute())
         return 0
 
     return command
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from pivotgym.pipeline import Run
+    from pivotgym.runs.pivotrl import PivotRL
 
     async def go() -> None:
-        run = Run(_config(args))
+        run = PivotRL(_config(args))
         pool = run.candidates()
         run.out.mkdir(parents=True, exist_ok=True)
         rows = await run.profile(pool)
@@ -197,7 +196,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pivotgym.pipeline import Run
+    from pivotgym.runs.run import Run
 
     async def go() -> dict:
         run = Run(_config(args))
@@ -220,7 +219,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pivotgym.bench import QUICK, run_bench
+    from pivotgym.runs.bench import QUICK, run_bench
 
     if args.quick:
         args.set = QUICK + list(args.set or [])
@@ -245,7 +244,7 @@ RUN_COMMANDS = ("run", "profile", "sft", "e2e", "eval", "bench", "serve")
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML file (see pivotgym.config for every key)")
+    parser.add_argument("--config", help="TOML file (see pivotgym.runs.config for every key)")
     parser.add_argument(
         "--set",
         action="append",

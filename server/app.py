@@ -1,7 +1,7 @@
 """An SGLang-compatible HTTP server in front of a pivotgym engine (the torch engine on CPU).
 
 It answers the part of SGLang's native API that token-level RL uses, with SGLang's
-request fields and response shapes, so :class:`pivotgym.engines.sglang.SGLangEngine`
+request fields and response shapes, so :class:`pivotgym.policy.engines.sglang.SGLangEngine`
 drives it and a real SGLang server through one code path:
 
 ===========================  ==========================================================
@@ -50,7 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from pivotgym.engines.base import Engine, Sample, SamplingParams
+from pivotgym.policy.engines.base import Engine, Sample, SamplingParams
 from pivotgym.server.scheduler import Aborted, Scheduler
 
 # SGLang's defaults for the parameters a request leaves out.

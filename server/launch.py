@@ -44,7 +44,7 @@ def load_model(name_or_path: str, dtype: str = "auto") -> tuple[Any, Any, str]:
 
     torch_dtype = None if dtype == "auto" else getattr(torch, dtype)
     try:
-        from pivotgym import models
+        from pivotgym.policy import models
     except ImportError:
         models = None
     if models is not None:
@@ -66,7 +66,7 @@ def torch_app(name_or_path: str, *, dtype: str = "auto", batch_window_s: float =
     """The SGLang-compatible app over a :class:`TorchEngine` holding the given model."""
     import torch
 
-    from pivotgym.engines.torch import TorchEngine
+    from pivotgym.policy.engines.torch import TorchEngine
     from pivotgym.server.app import ServedModel, build_app
 
     model, tokenizer, path = load_model(name_or_path, dtype)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pivotgym.engines.base import Engine, Sample, SamplingParams
+from pivotgym.policy.engines.base import Engine, Sample, SamplingParams
 
 PauseMode = Literal["abort", "retract", "in_place"]
 
@@ -158,7 +158,7 @@ class Scheduler:
     async def _generate_rows(
         self, groups: list[Group], sampling: SamplingParams
     ) -> list[list[Sample]]:
-        from pivotgym.engines.torch import row_seeds
+        from pivotgym.policy.engines.torch import row_seeds
 
         requests = [
             (

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from pivotgym.chat import ChatFormat
-from pivotgym.engines.base import SamplingParams
-from pivotgym.engines.torch import TorchEngine
+from pivotgym.policy.chat import ChatFormat
+from pivotgym.policy.engines.base import SamplingParams
+from pivotgym.policy.engines.torch import TorchEngine
 from pivotgym.rl.batch import TrainSample
 
 

@@ -61,7 +61,7 @@ class TinyServer:
 
 def in_process_engine() -> Any:
     """A torch engine over a fresh copy of the tiny model, as the server holds it."""
-    from pivotgym.engines.torch import TorchEngine
+    from pivotgym.policy.engines.torch import TorchEngine
 
     return TorchEngine(tiny_model(), tiny_tokenizer(), version="default")
 

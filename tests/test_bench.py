@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pivotgym.bench import (
+from pivotgym.errors import DataError
+from pivotgym.runs.bench import (
     QUICK,
     ablation_overrides,
     analyse,
@@ -19,8 +20,7 @@ from pivotgym.bench import (
     run_arm,
     write_page,
 )
-from pivotgym.config import RunConfig, apply_overrides
-from pivotgym.errors import DataError
+from pivotgym.runs.config import RunConfig, apply_overrides
 
 
 def result(

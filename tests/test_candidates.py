@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import pivotgym
-from pivotgym import registry
-from pivotgym.candidates import (
+from pivotgym.core import registry
+from pivotgym.core.candidates import (
     Candidate,
     all_turns,
     calls_a_tool,
     candidate_rule,
     candidates,
 )
+from pivotgym.core.registry import EnvSpec, register
+from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.terminal.env import TerminalEnv
-from pivotgym.registry import EnvSpec, register
-from pivotgym.trajectory import Trajectory
 
 
 def _trajectory(env: str, tid: str = "t1") -> Trajectory:

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pivotgym
-from pivotgym.chat import SPECIAL_TOKENS, STOP_TOKENS, ChatFormat
-from pivotgym.engines.base import Sample
 from pivotgym.envs.terminal.env import TerminalEnv
+from pivotgym.policy.chat import SPECIAL_TOKENS, STOP_TOKENS, ChatFormat
+from pivotgym.policy.engines.base import Sample
 from tests.tiny_models import tiny_tokenizer
 
 TOOLS = TerminalEnv.tools

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pivotgym.cli import main
-from pivotgym.config import RunConfig, check_resume, load_config
 from pivotgym.errors import DataError
+from pivotgym.runs.config import RunConfig, check_resume, load_config
 
 
 def test_defaults_file_and_overrides_compose(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ from gymnasium.utils.env_checker import check_env
 from taskdirs import make_task
 
 import pivotgym
-from pivotgym.env import ToolCall
+from pivotgym.core.env import ToolCall
+from pivotgym.core.replay import SnapshotCache
+from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.errors import DataError, DivergenceError
-from pivotgym.replay import SnapshotCache
-from pivotgym.trajectory import Trajectory
 
 
 def bash(command: str, call_id: str = "c", content: str | None = None) -> dict:

@@ -9,10 +9,11 @@ import pytest
 from tiny_models import tiny_checkpoint
 
 import pivotgym
-from pivotgym.engines.base import SamplingParams
-from pivotgym.engines.torch import TorchEngine
-from pivotgym.engines.weights import IN_PROCESS
-from pivotgym.ledger import CountingEngine, Ledger, load_ledger
+from pivotgym.core.ledger import Ledger, load_ledger
+from pivotgym.policy.engines.base import SamplingParams
+from pivotgym.policy.engines.counting import CountingEngine
+from pivotgym.policy.engines.torch import TorchEngine
+from pivotgym.policy.engines.weights import IN_PROCESS
 
 
 def bash(command: str, call_id: str) -> dict:
@@ -22,7 +23,7 @@ def bash(command: str, call_id: str) -> dict:
 
 
 def test_engine_samples_and_tokens_are_counted_exactly() -> None:
-    from pivotgym import models
+    from pivotgym.policy import models
 
     model, tokenizer = models.load(tiny_checkpoint())
     ledger = Ledger()

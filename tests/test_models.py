@@ -8,13 +8,14 @@ import re
 
 import pytest
 
-from pivotgym.chat import ChatFormat
-from pivotgym.engines.base import Engine, Sample
+from pivotgym.envs.terminal import corpus
 from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.envs.terminal.suite.families import HELD_OUT_FAMILIES
 from pivotgym.errors import DataError
-from pivotgym.evaluation import ood_accuracy
-from pivotgym.models import CHECKPOINTS, corpus, load, ood, resolve
+from pivotgym.policy.chat import ChatFormat
+from pivotgym.policy.engines.base import Engine, Sample
+from pivotgym.policy.models import CHECKPOINTS, load, ood, resolve
+from pivotgym.runs.evaluation import ood_accuracy
 
 SHIPPED = (CHECKPOINTS / "pivotgym-tiny" / "config.json").is_file()
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import pivotgym
 from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.errors import DataError
-from pivotgym.pivots import (
+from pivotgym.pivotrl.pivots import (
     from_nemo_row,
     import_nemo_rows,
     is_pivot,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pivotgym.engines.prefix_cache import ROOT, PrefixCache
+from pivotgym.policy.engines.prefix_cache import ROOT, PrefixCache
 
 BLOCK = 4
 

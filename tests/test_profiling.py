@@ -11,19 +11,19 @@ import pytest
 from tiny_models import tiny_checkpoint
 
 import pivotgym
-from pivotgym.candidates import candidates
-from pivotgym.chat import ChatFormat
-from pivotgym.engines.torch import TorchEngine
+from pivotgym.core.candidates import candidates
+from pivotgym.core.replay import SnapshotCache
 from pivotgym.envs.terminal.env import TerminalEnv
-from pivotgym.pivots import select_pivots
-from pivotgym.profiling import Profiler, ProfileSettings, read_done, summarize
-from pivotgym.replay import SnapshotCache
+from pivotgym.pivotrl.pivots import select_pivots
+from pivotgym.pivotrl.profiling import Profiler, ProfileSettings, read_done, summarize
+from pivotgym.policy.chat import ChatFormat
+from pivotgym.policy.engines.torch import TorchEngine
 from pivotgym.verifiers import get_verifier
 
 
 @pytest.fixture(scope="module")
 def profiler() -> Profiler:
-    from pivotgym import models
+    from pivotgym.policy import models
 
     model, tokenizer = models.load(tiny_checkpoint())
     cache = SnapshotCache()

@@ -16,9 +16,9 @@ from pivotgym.errors import DataError
 
 PLUGIN = textwrap.dedent("""
     from pivotgym import EnvSpec
-    from pivotgym.sandbox_env import SandboxEnv
+    from pivotgym.harbor.env import HarborEnv
 
-    class EchoEnv(SandboxEnv):
+    class EchoEnv(HarborEnv):
         name = "echo"
         tools = [{"type": "function", "function": {"name": "shout", "parameters": {
             "type": "object", "properties": {"text": {"type": "string"}}}}}]

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from terminal_tasks import bash, make_task
 
 import pivotgym
+from pivotgym.core.replay import SnapshotCache
+from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.terminal.env import TerminalEnv
-from pivotgym.replay import SnapshotCache
 from pivotgym.sandbox.bwrap import BwrapBackend
-from pivotgym.trajectory import Trajectory
 
 _UNAVAILABLE = BwrapBackend.available()
 pytestmark = pytest.mark.skipif(_UNAVAILABLE is not None, reason=f"bwrap: {_UNAVAILABLE}")

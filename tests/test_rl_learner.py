@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pivotgym.chat import ChatFormat
-from pivotgym.engines.torch import TorchEngine
+from pivotgym.policy.chat import ChatFormat
+from pivotgym.policy.engines.torch import TorchEngine
 from pivotgym.rl.batch import TrainSample, collate
 from pivotgym.rl.learner import Learner, RLConfig
 from pivotgym.rl.loss import AGGREGATIONS

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 import torch
 
-from pivotgym.chat import ChatFormat
-from pivotgym.engines.base import Sample
-from pivotgym.engines.torch import TorchEngine
+from pivotgym.policy.chat import ChatFormat
+from pivotgym.policy.engines.base import Sample
+from pivotgym.policy.engines.torch import TorchEngine
 from pivotgym.rl.batch import TrainSample, collate, shared_context
 from pivotgym.rl.logprobs import token_logprobs
 from tests.rl_data import CONVERSATION, PROMPTS, sampling

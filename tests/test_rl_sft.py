@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import pivotgym
-from pivotgym.chat import ChatFormat
 from pivotgym.envs.terminal.env import TerminalEnv
+from pivotgym.policy.chat import ChatFormat
 from pivotgym.rl.sft import SFTTrainer, sft_sample
 from pivotgym.rl.training import OptimConfig
 from tests.rl_data import CONVERSATION

@@ -11,9 +11,9 @@ from taskdirs import make_task
 from tiny_models import tiny_tokenizer
 
 import pivotgym
-from pivotgym.chat import ChatFormat
-from pivotgym.engines.base import Engine, Sample, SamplingParams
-from pivotgym.rollouts import collect
+from pivotgym.policy.chat import ChatFormat
+from pivotgym.policy.engines.base import Engine, Sample, SamplingParams
+from pivotgym.rl.rollouts import collect
 
 
 def bash_call(command: str) -> dict:

@@ -20,12 +20,13 @@ from sandbox_checks import leftovers
 from terminal_tasks import BACKENDS, SUBMIT, act, bash, call, make_task
 
 import pivotgym
-from pivotgym.candidates import candidates
+from pivotgym.core.candidates import candidates
+from pivotgym.core.replay import SnapshotCache
+from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.terminal.env import TerminalEnv
+from pivotgym.envs.terminal.verifier import Execution
 from pivotgym.errors import InfraError
-from pivotgym.replay import SnapshotCache
-from pivotgym.trajectory import Trajectory
-from pivotgym.verifiers import Execution, restore
+from pivotgym.verifiers import restore
 
 # What a sandbox may hold: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID.
 ALLOWED_CAPS = 0xFB
@@ -474,7 +475,7 @@ def test_links_and_special_files_the_agent_plants_are_never_followed(terminal, t
             branch.close()
         pivotgym.run_sync(env.sandbox.download("/app", tmp_path / "back"))
         assert (tmp_path / "back" / "leak").is_symlink()
-        from pivotgym.verifiers.execution import measure
+        from pivotgym.envs.terminal.verifier import measure
 
         effect = measure(env.sandbox.host_dir("/app"), env.sandbox.host_dir("/run/pivotgym"),
                          "/app")  # fmt: skip
@@ -499,7 +500,7 @@ def test_hostile_file_names_survive_forks_and_are_told_apart(terminal):
         assert out(branch, "ls -b -A") == listing
     finally:
         branch.close()
-    from pivotgym.verifiers.execution import measure
+    from pivotgym.envs.terminal.verifier import measure
 
     files = measure(env.sandbox.host_dir("/app"), env.sandbox.host_dir("/run/pivotgym"),
                     "/app").files  # fmt: skip

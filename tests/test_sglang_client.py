@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pivotgym.engines.base import SamplingParams
-from pivotgym.engines.sglang import SGLangEngine, sglang_sampling_params
 from pivotgym.errors import InfraError
+from pivotgym.policy.engines.base import SamplingParams
+from pivotgym.policy.engines.sglang import SGLangEngine, sglang_sampling_params
 from tests.server_fixture import TinyServer, in_process_engine, perturbed_checkpoint
 
 PROMPT = [5, 17, 42, 99, 7]

@@ -11,7 +11,7 @@ from taskdirs import make_task
 
 import pivotgym
 from pivotgym.errors import DataError
-from pivotgym.tasks import load_task_specs, materialize_inline, resolve_task
+from pivotgym.harbor.task import load_task_specs, materialize_inline, resolve_task
 
 
 def test_load_task_reads_harbor_layout(tmp_path: Path) -> None:

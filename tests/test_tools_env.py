@@ -17,9 +17,8 @@ from gymnasium.utils.env_checker import check_env
 from tiny_models import tiny_tokenizer
 
 import pivotgym
-from pivotgym.candidates import Candidate
-from pivotgym.chat import ChatFormat
-from pivotgym.engines.base import Engine, Sample, SamplingParams
+from pivotgym.core.candidates import Candidate
+from pivotgym.core.replay import SnapshotCache
 from pivotgym.envs.tools import build as tools_build
 from pivotgym.envs.tools.domain import (
     Call,
@@ -34,8 +33,9 @@ from pivotgym.envs.tools.tasks import generate_tasks, gold_state
 from pivotgym.envs.tools.user import STOP, ScriptedUser
 from pivotgym.envs.tools.verifier import ToolApi
 from pivotgym.errors import DataError, DivergenceError
-from pivotgym.replay import SnapshotCache
-from pivotgym.rollouts import collect
+from pivotgym.policy.chat import ChatFormat
+from pivotgym.policy.engines.base import Engine, Sample, SamplingParams
+from pivotgym.rl.rollouts import collect
 from pivotgym.verifiers.base import restore
 
 CLINIC = get_domain("clinic")

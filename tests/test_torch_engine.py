@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import pivotgym
-from pivotgym.chat import ChatFormat
-from pivotgym.engines.base import SamplingParams
-from pivotgym.engines.torch import TorchEngine, row_seeds
 from pivotgym.envs.terminal.env import TerminalEnv
+from pivotgym.policy.chat import ChatFormat
+from pivotgym.policy.engines.base import SamplingParams
+from pivotgym.policy.engines.torch import TorchEngine, row_seeds
 from tests.tiny_models import tiny_model, tiny_tokenizer
 
 

@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 from taskdirs import make_task
 
 import pivotgym
-from pivotgym.candidates import Candidate, candidates
-from pivotgym.engines.base import Engine, Sample
+from pivotgym.core.candidates import Candidate, candidates
+from pivotgym.core.replay import SnapshotCache
+from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.terminal.env import TerminalEnv
+from pivotgym.envs.terminal.verifier import Execution
 from pivotgym.errors import DataError
-from pivotgym.replay import SnapshotCache
-from pivotgym.trajectory import Trajectory
+from pivotgym.policy.engines.base import Engine, Sample
 from pivotgym.verifiers import (
     Exact,
-    Execution,
     Similarity,
     State,
     ToolCall,
@@ -263,10 +263,19 @@ def test_registry_and_environment_defaults() -> None:
     assert isinstance(default_verifier("an-env-without-a-default"), ToolCall)
     combined = get_verifier("any_of", verifiers=["exact", ("similarity", {"threshold": 0.5})])
     assert [v.name for v in combined.verifiers] == ["exact", "similarity"]
-    with pytest.raises(DataError, match="unknown verifier"):
+    with pytest.raises(DataError, match=r"unknown verifier 'nope' .*execution.*tool_api"):
         get_verifier("nope")
     with pytest.raises(DataError, match="bad options"):
         get_verifier("exact", bogus=1)
+    # Environments' own verifiers come by entry point, by name or by import path.
+    from pivotgym.envs.tools.verifier import ToolApi
+
+    assert isinstance(get_verifier("execution"), Execution)
+    assert isinstance(get_verifier("tool_api"), ToolApi)
+    assert isinstance(default_verifier("tools"), ToolApi)
+    assert isinstance(get_verifier("pivotgym.envs.tools.verifier:ToolApi"), ToolApi)
+    with pytest.raises(DataError, match=r"cannot import verifier 'no\.such:thing'"):
+        get_verifier("no.such:thing")
 
 
 # ---------------------------------------------------------------- judge

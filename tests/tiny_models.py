@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pivotgym.chat import CHAT_TEMPLATE, SPECIAL_TOKENS, ChatFormat
 from pivotgym.errors import DataError
+from pivotgym.policy.chat import CHAT_TEMPLATE, SPECIAL_TOKENS, ChatFormat
 
 VOCAB_SIZE = 1024
 CORPUS_TRAJECTORIES = 48

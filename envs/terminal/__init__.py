@@ -6,7 +6,7 @@ Registered through the ``pivotgym.envs`` entry point ``terminal = pivotgym.envs.
 
 from pathlib import Path
 
-from pivotgym.registry import EnvSpec
+from pivotgym.core.registry import EnvSpec
 
 DATA = Path(__file__).parent / "data"
 
@@ -18,6 +18,6 @@ ENV = EnvSpec(
     tasks={"test": DATA / "tasks-test.jsonl.gz", "ood": DATA / "tasks-ood.jsonl.gz"},
     # Candidates are the turns that run a command (the final summary is not an action on
     # the world), scored by executing them beside the expert's command from one state.
-    candidate_rule="pivotgym.candidates:calls_a_tool",
+    candidate_rule="pivotgym.core.candidates:calls_a_tool",
     verifier="execution",
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pivotgym.sandbox_env import SandboxEnv
+from pivotgym.harbor.env import HarborEnv
 
 STATE_DIR = "/run/pivotgym"
 # $1 is the command, $2 the workdir. The EXIT trap saves the shell state even when the
@@ -74,7 +74,7 @@ def format_result(output: str, exit_code: int | None, timed_out: bool, timeout_s
     return text + ("" if not text or text.endswith("\n") else "\n") + note
 
 
-class TerminalEnv(SandboxEnv):
+class TerminalEnv(HarborEnv):
     """Shell tasks in a sandbox (see the module docstring for the shell's semantics)."""
 
     name = "terminal"

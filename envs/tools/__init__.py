@@ -7,7 +7,7 @@ add one).
 
 from pathlib import Path
 
-from pivotgym.registry import EnvSpec
+from pivotgym.core.registry import EnvSpec
 
 DATA = Path(__file__).parent / "data"
 
@@ -19,6 +19,6 @@ ENV = EnvSpec(
     tasks={"test": DATA / "tasks-test.jsonl.gz", "ood": DATA / "tasks-ood.jsonl.gz"},
     # Every assistant turn is a candidate: a question to the user or a refusal is as
     # much the policy's act as a tool call.
-    verifier="pivotgym.envs.tools.verifier:ToolApi",
+    verifier="tool_api",
     task_format="pivotgym.envs.tools.tasks:FORMAT",
 )

@@ -21,11 +21,11 @@ import io
 import sys
 from pathlib import Path
 
+from pivotgym.core.trajectory import dumps
 from pivotgym.envs.tools.domain import Domain, get_domain
 from pivotgym.envs.tools.env import ToolsEnv
 from pivotgym.envs.tools.expert import demonstrate
 from pivotgym.envs.tools.tasks import encode_tasks, generate_tasks
-from pivotgym.trajectory import dumps
 
 DATA = Path(__file__).parent / "data"
 TRAIN_DOMAINS = ("clinic", "bank", "telecom")

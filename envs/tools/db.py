@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pivotgym import jsonl
+from pivotgym.core import jsonl
 from pivotgym.errors import DataError
 
 Row = Any  # an instance of a table's frozen dataclass

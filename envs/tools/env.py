@@ -20,7 +20,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pivotgym.env import ToolCall
+from pivotgym.core.env import ToolCall
+from pivotgym.core.tool_env import ToolEnv, ToolEnvOptions
+from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.tools.db import Database
 from pivotgym.envs.tools.domain import Domain, ToolTask, get_domain, task_from_json
 from pivotgym.envs.tools.grader import DatabaseGrader
@@ -28,8 +30,6 @@ from pivotgym.envs.tools.tasks import initial_state
 from pivotgym.envs.tools.user import ScriptedUser, UserSimulator
 from pivotgym.envs.tools.world import DomainSnapshot, DomainWorld
 from pivotgym.errors import DataError, InfraError
-from pivotgym.tool_env import ToolEnv, ToolEnvOptions
-from pivotgym.trajectory import Trajectory
 
 DEFAULT_DOMAIN = "clinic"
 SYSTEM_PROMPT = (

@@ -23,11 +23,11 @@ import json
 import random
 from typing import Any
 
+from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.tools.domain import Call, ToolTask
 from pivotgym.envs.tools.env import ToolsEnv
 from pivotgym.envs.tools.words import pick
 from pivotgym.errors import DataError
-from pivotgym.trajectory import Trajectory
 
 _ASK = (
     "Could you give me your {facts}?",

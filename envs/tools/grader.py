@@ -22,9 +22,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from pivotgym.core.grader import Episode
 from pivotgym.envs.tools.domain import ToolTask, get_domain
 from pivotgym.envs.tools.tasks import gold_state
-from pivotgym.grader import Episode
 from pivotgym.verifiers.schema import canonical_arguments, canonical_json
 
 

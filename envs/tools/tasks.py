@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pivotgym import jsonl
+from pivotgym.core import jsonl
 from pivotgym.envs.tools.db import Database
 from pivotgym.envs.tools.domain import Domain, ToolTask, get_domain, task_from_json
 from pivotgym.errors import DataError
@@ -130,7 +130,7 @@ def encode_tasks(tasks: Sequence[ToolTask]) -> bytes:
 
 
 class ToolTaskFormat:
-    """The tool env's :class:`~pivotgym.task.TaskFormat`: JSONL task files, and the task
+    """The tool env's :class:`~pivotgym.core.task.TaskFormat`: JSONL task files, and the task
     JSON that trajectories carry inline."""
 
     def load(self, path: str | Path) -> list[ToolTask]:

@@ -111,7 +111,7 @@ class EngineUser:
         return turns
 
     async def reply(self, task: ToolTask, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]:
-        from pivotgym.engines.base import SamplingParams
+        from pivotgym.policy.engines.base import SamplingParams
 
         ids = self.chat.prompt_ids(self.prompt(task, messages))
         sampling = SamplingParams(temperature=0.0, top_p=1.0, top_k=-1,

@@ -1,4 +1,4 @@
-"""A domain's database as a :class:`~pivotgym.world.World`.
+"""A domain's database as a :class:`~pivotgym.core.world.World`.
 
 Snapshots are frozen databases (nothing to copy, nothing to free), forks are
 copy-on-write forks of the database (:mod:`pivotgym.envs.tools.db`), and the digest is
@@ -7,9 +7,9 @@ the database's canonical hash.
 
 from __future__ import annotations
 
+from pivotgym.core.world import World
 from pivotgym.envs.tools.db import Database, DatabaseSnapshot
 from pivotgym.envs.tools.domain import Domain
-from pivotgym.world import World
 
 
 class DomainSnapshot:

@@ -6,6 +6,7 @@
 - :mod:`~pivotgym.rl.batch`: the sample type (ids + loss mask) and its padding.
 - :mod:`~pivotgym.rl.learner`, :mod:`~pivotgym.rl.sft`: the two trainers.
 - :mod:`~pivotgym.rl.training`: optimiser, schedule, accumulation, exact-resume checkpoints.
+- :mod:`~pivotgym.rl.rollouts`: whole episodes of a policy in envs (E2E RL, evaluation).
 """
 
 from pivotgym.rl.advantages import GroupAdvantages, group_advantages

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pivotgym.engines.base import Sample
+from pivotgym.policy.engines.base import Sample
 
 
 @dataclass(frozen=True)

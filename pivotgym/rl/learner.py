@@ -68,7 +68,7 @@ class Learner:
     """Trains ``model`` with the GRPO loss and keeps ``engine`` on the latest weights.
 
     ``engine`` (optional) receives the weights after every optimiser step by its
-    ``weight_sync`` strategy (:mod:`pivotgym.engines.weights`): an in-process engine
+    ``weight_sync`` strategy (:mod:`pivotgym.policy.engines.weights`): an in-process engine
     copies a state dict (no copy to disk), any other loads the checkpoint written under
     ``weights_dir`` (remote engines need :meth:`astep`). ``reference`` is the frozen
     initial policy for the KL term; it is only run when ``rl.beta > 0``. ``cursor`` is

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache
 
-from pivotgym.engines.torch import cache_kwarg
+from pivotgym.policy.engines.torch import cache_kwarg
 from pivotgym.rl.batch import Collated
 
 _UNSUPPORTED_HEAD = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")

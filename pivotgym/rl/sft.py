@@ -2,7 +2,7 @@
 
 Each trajectory becomes one sequence rendered by the chat layer, the template every
 other pipeline uses. Its loss mask covers exactly the ids of each assistant turn as
-the policy would write them (:meth:`~pivotgym.chat.ChatFormat.action_ids`: the turn's
+the policy would write them (:meth:`~pivotgym.policy.chat.ChatFormat.action_ids`: the turn's
 text and tool calls through ``<|im_end|>``), so SFT trains the same tokens PivotRL
 scores, and never the system prompt, user turns or tool outputs. Optimiser, schedule,
 micro-batching and checkpoints are the RL learner's (:mod:`pivotgym.rl.training`).
@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from pivotgym.chat import ChatFormat
 from pivotgym.errors import DataError
+from pivotgym.policy.chat import ChatFormat
 from pivotgym.rl.batch import Collated, TrainSample
 from pivotgym.rl.logprobs import token_logprobs
 from pivotgym.rl.loss import Aggregation, sft_loss

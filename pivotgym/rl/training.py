@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from pivotgym.engines.torch import check_state_names, read_safetensors
+from pivotgym.policy.engines.torch import check_state_names, read_safetensors
 from pivotgym.rl.batch import Collated, TrainSample, collate
 
 STATE_FILE = "trainer_state.pt"

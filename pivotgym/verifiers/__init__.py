@@ -2,10 +2,11 @@
 
 ``await verifier.verify(state, action, reference)`` returns a :class:`Verdict` (reward in
 [0, 1], reason, infrastructure-failure flag). The library: :class:`Exact`,
-:class:`ToolCall`, :class:`Similarity` (no environment needed), :class:`Execution` (runs
-both actions in forks of the restored state and compares effects), :class:`Judge` (an
-LLM through any engine), and the combinators :func:`any_of`, :func:`all_of`,
-:func:`weighted`. Build one by name with :func:`get_verifier`, or an environment's
+:class:`ToolCall`, :class:`Similarity` (no environment needed), :class:`Judge` (an LLM
+through any engine), and the combinators :func:`any_of`, :func:`all_of`,
+:func:`weighted`. Verifiers that execute actions in forks of the restored state belong
+to their environment and register by entry point (the terminal's ``execution``, the
+tool APIs' ``tool_api``). Build one by name with :func:`get_verifier`, or an environment's
 default with :func:`default_verifier`::
 
     state = await restore(env, candidate)
@@ -14,7 +15,6 @@ default with :func:`default_verifier`::
 
 from pivotgym.verifiers.base import Call, MalformedAction, State, Verdict, Verifier, restore
 from pivotgym.verifiers.combine import all_of, any_of, weighted
-from pivotgym.verifiers.execution import Effect, Execution
 from pivotgym.verifiers.judge import Judge
 from pivotgym.verifiers.match import Exact, Similarity, ToolCall
 from pivotgym.verifiers.registry import (
@@ -27,9 +27,7 @@ from pivotgym.verifiers.schema import SchemaError, canonical_arguments
 
 __all__ = [
     "Call",
-    "Effect",
     "Exact",
-    "Execution",
     "Judge",
     "MalformedAction",
     "SchemaError",

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pivotgym.candidates import Candidate
+from pivotgym.core.candidates import Candidate
 from pivotgym.errors import DivergenceError, InfraError
 from pivotgym.verifiers.schema import SchemaError, canonical_arguments
 

@@ -1,7 +1,7 @@
 """LLM-as-a-judge: a model decides whether the action is interchangeable with the demonstration.
 
-The judge runs on any :class:`pivotgym.engines.Engine` (token ids in and out) through
-the chat layer: the prompt template is rendered by :class:`pivotgym.chat.ChatFormat`,
+The judge runs on any :class:`pivotgym.policy.engines.Engine` (token ids in and out) through
+the chat layer: the prompt template is rendered by :class:`pivotgym.policy.chat.ChatFormat`,
 the reply decoded by it. The template (``system`` and ``user`` strings) receives
 ``{task}`` (the user's request), ``{state}`` (the last messages before the turn),
 ``{reference}`` and ``{action}``, each action written as its text and its calls.
@@ -24,8 +24,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from pivotgym.chat import STOP_TOKENS, ChatFormat
-from pivotgym.engines.base import Engine, SamplingParams
+from pivotgym.policy.chat import STOP_TOKENS, ChatFormat
+from pivotgym.policy.engines.base import Engine, SamplingParams
 from pivotgym.verifiers.base import Message, State, Verdict, Verifier, infra
 
 SYSTEM = (

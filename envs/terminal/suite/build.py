@@ -33,12 +33,12 @@ from typing import Any
 
 import aiometer
 
+from pivotgym.core.trajectory import Trajectory, save_trajectories
 from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.envs.terminal.suite.families import FAMILIES, HELD_OUT_FAMILIES
 from pivotgym.envs.terminal.suite.plan import TaskPlan
 from pivotgym.errors import PivotgymError
-from pivotgym.tasks import HarborTask, encode_file, materialize_inline
-from pivotgym.trajectory import Trajectory, save_trajectories
+from pivotgym.harbor.task import HarborTask, encode_file, materialize_inline
 
 SPLITS = {"train": 0, "test": 100_000, "ood": 200_000}  # index offsets keep names unique
 

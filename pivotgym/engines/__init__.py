@@ -1,5 +1,0 @@
-"""Policy engines: token ids in, sampled action token ids and their logprobs out."""
-
-from pivotgym.engines.base import Engine, Sample, SamplingParams
-
-__all__ = ["Engine", "Sample", "SamplingParams"]
