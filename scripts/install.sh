@@ -43,6 +43,6 @@ fi
 .venv/bin/pip install -q --upgrade pip
 # torch first, pinned, so that nothing later pulls a multi-GB CUDA build.
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q -e '.[test,tau2]'
 
 log "ready: $(.venv/bin/pivotgym --help | head -1)"

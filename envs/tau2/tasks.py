@@ -1,0 +1,96 @@
+"""τ² tasks in pivotgym: a τ² ``Task`` of one domain, and the format trajectories carry.
+
+A trajectory's task is ``{"domain": "airline", "task": <τ²'s task as JSON>}``, so a
+recorded conversation is scored against the task it was run on (τ²'s task files have
+drifted since some results were recorded). A task's key hashes that JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pivotgym.envs.tau2.domain import get_domain
+from pivotgym.errors import DataError
+
+MAX_TURNS = 100  # τ²'s orchestrator's default step limit (its results files used 200)
+
+
+@dataclass(frozen=True)
+class Tau2Task:
+    domain: str
+    model: Any  # tau2.data_model.tasks.Task
+
+    @property
+    def name(self) -> str:
+        return f"{self.domain}/{self.model.id}"
+
+    @cached_property
+    def key(self) -> str:
+        text = json.dumps(self.to_json(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    @property
+    def instruction(self) -> str:
+        return str(self.model.user_scenario.instructions)
+
+    @property
+    def max_turns(self) -> int:
+        return MAX_TURNS
+
+    @property
+    def family(self) -> str | None:
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"domain": self.domain, "task": self.model.model_dump(mode="json")}
+
+
+def task_from_json(data: Any, where: str) -> Tau2Task:
+    """A task from its JSON form; a malformed one is a ``DataError`` naming the field."""
+    if not isinstance(data, dict) or not isinstance(data.get("domain"), str):
+        raise DataError("must be an object with a string 'domain' and a 'task'", field=where)
+    domain = get_domain(data["domain"])
+    from pydantic import ValidationError
+    from tau2.data_model.tasks import Task
+
+    try:
+        model = Task.model_validate(data.get("task"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        at = ".".join(str(p) for p in first["loc"])
+        raise DataError(
+            first["msg"], field=f"{where}.task.{at}" if at else f"{where}.task"
+        ) from None
+    return Tau2Task(domain.name, model)
+
+
+class Tau2TaskFormat:
+    """τ²'s own task files (``tasks.json``: a list of tasks) of one domain, named by the
+    file's folder (``.../domains/airline/tasks.json``), and trajectories' inline tasks."""
+
+    def load(self, path: str | Path) -> Sequence[Tau2Task]:
+        path = Path(path)
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read τ² tasks: {exc}", file=path) from None
+        if not isinstance(rows, list):
+            raise DataError("must be a list of τ² tasks", file=path)
+        domain = path.parent.name
+        return [task_from_json({"domain": domain, "task": r}, f"[{i}]") for i, r in enumerate(rows)]
+
+    def from_trajectories(self, trajectories: Sequence[Any]) -> Sequence[Tau2Task]:
+        seen: dict[str, Tau2Task] = {}
+        for t in trajectories:
+            task = task_from_json(t.task, f"{t.id}: task")
+            seen.setdefault(task.key, task)
+        return list(seen.values())
+
+
+FORMAT = Tau2TaskFormat()

@@ -1,0 +1,174 @@
+"""A τ² domain's databases as a :class:`~pivotgym.core.world.World`, forked copy-on-write.
+
+τ²'s tools change its pydantic database in place (``reservation.status = "cancelled"``),
+and a deep copy of the airline database costs about 0.24 s. So a world never copies a
+database whole: forks and snapshots share every entry, and a call that may change state
+runs with each table wrapped so that an entry is copied the first time the call reads it
+(:class:`CopyOnRead`); the call then changes only its own copies, and the tables are
+plain dicts again when it returns. Entries a call never touches stay shared. A field
+that is not a dict of entries (telecom's lists) is copied whole for such a call.
+
+A read tool runs on the shared entries directly where the domain's environment has no
+``sync_tools`` of its own (airline, retail): those calls change nothing. Where it has
+one (telecom), every call is wrapped, since syncing may write. The digest is τ²'s own
+database hash (``get_db_hash``), with the user database's appended where there is one.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from pivotgym.core.world import World
+from pivotgym.envs.tau2.domain import Tau2Domain
+
+T = TypeVar("T")
+
+
+def _own(value: Any) -> Any:
+    return value.model_copy(deep=True) if hasattr(value, "model_copy") else copy.deepcopy(value)
+
+
+class CopyOnRead(dict):
+    """A table during a call that may write: a shallow copy of the shared table whose
+    entries are copied on first read, so that in-place changes land on the copies."""
+
+    def __init__(self, shared: dict[Any, Any]) -> None:
+        super().__init__(shared)
+        self._owned: set[Any] = set()
+
+    def _claim(self, key: Any) -> Any:
+        value = dict.__getitem__(self, key)
+        if key not in self._owned:
+            value = _own(value)
+            dict.__setitem__(self, key, value)
+            self._owned.add(key)
+        return value
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._claim(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._claim(key) if key in self else default
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            return self._claim(key)
+        self[key] = default
+        return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._owned.add(key)
+        dict.__setitem__(self, key, value)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        if key in self:
+            value = self._claim(key)
+            dict.__delitem__(self, key)
+            return value
+        return dict.pop(self, key, *default)
+
+    def values(self) -> Any:
+        for key in list(dict.keys(self)):
+            self._claim(key)
+        return dict.values(self)
+
+    def items(self) -> Any:
+        for key in list(dict.keys(self)):
+            self._claim(key)
+        return dict.items(self)
+
+    def __iter__(self) -> Iterator[Any]:
+        return dict.__iter__(self)
+
+
+def call_writable(db: Any, call: Callable[[], T]) -> T:
+    """Run ``call`` with ``db``'s fields private to it: dict tables copy-on-read, other
+    fields copied; the fields are plain values again afterwards, whatever happens."""
+    fields = db.__dict__
+    saved = dict(fields)
+    for name, value in saved.items():
+        fields[name] = CopyOnRead(value) if isinstance(value, dict) else copy.deepcopy(value)
+    try:
+        return call()
+    finally:
+        for name, value in fields.items():
+            if isinstance(value, CopyOnRead):
+                fields[name] = dict(value)
+
+
+class Tau2Snapshot:
+    """The databases at one moment; they share entries and are never changed again."""
+
+    def __init__(self, db: Any, user_db: Any) -> None:
+        self.db = db
+        self.user_db = user_db
+
+    async def release(self) -> None:
+        return None
+
+
+def _share(db: Any) -> Any:
+    return None if db is None else db.model_copy()
+
+
+class Tau2World(World):
+    """A τ² ``Environment`` of one domain over databases that share entries with their
+    snapshots and forks (module docstring)."""
+
+    def __init__(self, domain: Tau2Domain, db: Any, user_db: Any = None) -> None:
+        self.domain = domain
+        self.environment = domain.environment(db=db, user_db=user_db)
+        self.pure_reads = domain.pure_reads
+
+    @classmethod
+    def initial(cls, domain: Tau2Domain) -> Tau2World:
+        pristine = domain.pristine
+        return cls(domain, _share(pristine.tools.db), _share(_user_db(pristine)))
+
+    @property
+    def db(self) -> Any:
+        return self.environment.tools.db
+
+    @property
+    def user_db(self) -> Any:
+        return _user_db(self.environment)
+
+    def run(self, call: Callable[[], T], *, writes: bool) -> T:
+        """Run ``call`` on this world's environment; one that may write (or any call,
+        where reads are not known to be pure) gets private copies of what it touches."""
+        if not writes and self.pure_reads:
+            return call()
+        user_db = self.user_db
+        if user_db is None:
+            return call_writable(self.db, call)
+        return call_writable(self.db, lambda: call_writable(user_db, call))
+
+    async def snapshot(self) -> Tau2Snapshot:
+        return Tau2Snapshot(_share(self.db), _share(self.user_db))
+
+    @classmethod
+    def from_snapshot(cls, domain: Tau2Domain, snapshot: Tau2Snapshot) -> Tau2World:
+        return cls(domain, _share(snapshot.db), _share(snapshot.user_db))
+
+    async def fork(self, n: int) -> list[Tau2World]:
+        return [Tau2World(self.domain, _share(self.db), _share(self.user_db)) for _ in range(n)]
+
+    def db_hash(self) -> str:
+        return self.environment.get_db_hash()
+
+    def user_db_hash(self) -> str | None:
+        return self.environment.get_user_db_hash()
+
+    def digest(self) -> str:
+        user = self.user_db_hash()
+        return self.db_hash() if user is None else f"{self.db_hash()}/{user}"
+
+    async def close(self) -> None:
+        return None
+
+
+def _user_db(environment: Any) -> Any:
+    tools = environment.user_tools
+    return None if tools is None else tools.db
