@@ -231,3 +231,38 @@ def test_real_tau2_simulations_restore_fork_and_score_as_tau2_recorded(path) -> 
             env.reset(options={"trajectory": trajectory, "turn": turn})
             assert env.world.db_hash() == reference_hash(domain, trajectory.prefix(turn))
     env.close()
+
+
+def test_a_write_copies_only_what_it_touches_and_never_the_shared_state(airline_tasks) -> None:
+    domain = get_domain("airline")
+    pristine = domain.pristine.tools.db
+    before = domain.pristine.get_db_hash()
+    env = pivotgym.make("tau2", domain="airline")
+    env.reset(options={"task": Tau2Task("airline", airline_tasks[0])})
+    env.step(call("send_certificate", {"user_id": "mia_li_3668", "amount": 100}))
+    db = env.world.db
+    shared = sum(db.users[k] is pristine.users[k] for k in pristine.users)
+    assert shared == len(pristine.users) - 1  # the one user paid, copied; the rest shared
+    assert all(db.flights[k] is pristine.flights[k] for k in pristine.flights)
+    assert domain.pristine.get_db_hash() == before != env.world.db_hash()
+    env.close()
+
+
+def test_a_message_to_the_user_stops_the_harness_unscored(airline_tasks) -> None:
+    # No user simulator yet: ending the episode there would grade what it did so far.
+    env = pivotgym.make("tau2", domain="airline")
+    env.reset(options={"task": Tau2Task("airline", airline_tasks[0])})
+    _, reward, terminated, truncated, info = env.step(
+        {"role": "assistant", "content": "Could you tell me your user id?"}
+    )
+    assert (reward, terminated, truncated) == (0.0, False, True)
+    assert "no user simulator" in info["infra_error"]
+    env.close()
+
+
+def test_a_bad_task_in_a_results_file_names_its_own_field(tmp_path) -> None:
+    path = tmp_path / "results.json"
+    info = {"environment_info": {"domain_name": "airline"}}
+    path.write_text(json.dumps({"info": info, "tasks": [{"id": "1", "user_scenario": 3}]}))
+    with pytest.raises(DataError, match=r"results.json: tasks\[0\]\.user_scenario"):
+        load_results(path)

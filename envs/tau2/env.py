@@ -11,10 +11,10 @@ JSON, as upstream's ``set_state`` does, under pivotgym's strict / lenient / off 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pivotgym.core.replay import json_divergence
 from pivotgym.core.tool_env import ToolEnv, ToolEnvOptions
 from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.tau2.domain import GREETING, Tau2Domain, get_domain
@@ -102,14 +102,22 @@ class Tau2Env(ToolEnv):
         try:
             reply = world.run(
                 lambda: world.environment.get_response(call),
-                writes=self.domain.tool_type(name) != "read",
+                writes=self.mutates(name, None),
             )
         except Exception as exc:  # get_response answers the tool's own failures itself
             raise InfraError(
                 f"τ² {self.domain.name} tool {name!r} failed outside the tool: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        return reply.content, {"error": bool(reply.error)}
+        return reply.content, {"error": "tool_error" if reply.error else None}
+
+    async def respond(self, action: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+        # τ²'s conversations go on with its user simulator, which pivotgym does not have
+        # yet: ending here would score the episode on what it did so far, so a message
+        # to the user is where the harness stops, and the episode is not scored.
+        raise InfraError(
+            "the tau2 env has no user simulator yet: no episode goes on past a message to the user"
+        )
 
     def mutates(self, name: Any, call: Any) -> bool:
         if not isinstance(name, str):
@@ -117,24 +125,9 @@ class Tau2Env(ToolEnv):
         return not self.domain.pure_reads or self.domain.tool_type(name) == "write"
 
     def divergence(
-        self, task: Tau2Task, recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]
+        self, task: Any, recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]
     ) -> tuple[str, str] | None:
-        def parsed(messages: list[dict[str, Any]]) -> list[Any]:
-            out = []
-            for m in messages:
-                text = m.get("content") or ""
-                try:
-                    out.append(json.loads(text))
-                except ValueError:
-                    out.append(text)
-            return out
-
-        if parsed(recorded) == parsed(replayed):
-            return None
-        return (
-            "\n".join(m.get("content") or "" for m in recorded),
-            "\n".join(m.get("content") or "" for m in replayed),
-        )
+        return json_divergence(recorded, replayed)
 
 
 def agent_turns(trajectory: Trajectory, turn: int) -> bool:

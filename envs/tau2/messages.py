@@ -114,7 +114,7 @@ def to_tau2(
                         id=ident, role="tool", content=answer.get("content"), requestor="assistant"
                     )
                 )
-            if raw and not calls:
+            if raw and not calls and not m.get("content"):
                 continue  # a turn of refused calls only: τ² saw nothing of it
             out.append(
                 AssistantMessage(

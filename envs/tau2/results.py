@@ -71,7 +71,7 @@ def _convert(data: Any, path: Path) -> list[Trajectory]:
     domain = get_domain(name)
     tasks = {}
     for i, t in enumerate(data.get("tasks") or []):
-        task = task_from_json({"domain": domain.name, "task": t}, f"tasks[{i}]")
+        task = task_from_json({"domain": domain.name, "task": t}, f"tasks[{i}]", f"tasks[{i}]")
         tasks[task.model.id] = task
     system = {"role": "system", "content": SYSTEM_PROMPT.format(policy=domain.policy)}
     out = []

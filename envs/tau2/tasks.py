@@ -18,7 +18,9 @@ from typing import Any
 from pivotgym.envs.tau2.domain import get_domain
 from pivotgym.errors import DataError
 
-MAX_TURNS = 100  # τ²'s orchestrator's default step limit (its results files used 200)
+# τ²'s orchestrator stops at 100 messages of either side (its results files used 200);
+# an assistant turn takes at least two (a call and its answer, or a message and a reply).
+MAX_TURNS = 50
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,10 @@ class Tau2Task:
         return {"domain": self.domain, "task": self.model.model_dump(mode="json")}
 
 
-def task_from_json(data: Any, where: str) -> Tau2Task:
-    """A task from its JSON form; a malformed one is a ``DataError`` naming the field."""
+def task_from_json(data: Any, where: str, task_at: str | None = None) -> Tau2Task:
+    """A task from its JSON form (``where`` names it); a malformed one is a ``DataError``
+    naming the field, the τ² task's own fields under ``task_at`` (default
+    ``WHERE.task``)."""
     if not isinstance(data, dict) or not isinstance(data.get("domain"), str):
         raise DataError("must be an object with a string 'domain' and a 'task'", field=where)
     domain = get_domain(data["domain"])
@@ -64,9 +68,8 @@ def task_from_json(data: Any, where: str) -> Tau2Task:
     except ValidationError as exc:
         first = exc.errors()[0]
         at = ".".join(str(p) for p in first["loc"])
-        raise DataError(
-            first["msg"], field=f"{where}.task.{at}" if at else f"{where}.task"
-        ) from None
+        base = task_at or f"{where}.task"
+        raise DataError(first["msg"], field=f"{base}.{at}" if at else base) from None
     return Tau2Task(domain.name, model)
 
 
@@ -83,7 +86,13 @@ class Tau2TaskFormat:
         if not isinstance(rows, list):
             raise DataError("must be a list of τ² tasks", file=path)
         domain = path.parent.name
-        return [task_from_json({"domain": domain, "task": r}, f"[{i}]") for i, r in enumerate(rows)]
+        try:
+            return [
+                task_from_json({"domain": domain, "task": r}, f"[{i}]", f"[{i}]")
+                for i, r in enumerate(rows)
+            ]
+        except DataError as exc:
+            raise DataError(exc.problem, file=path, field=exc.field) from None
 
     def from_trajectories(self, trajectories: Sequence[Any]) -> Sequence[Tau2Task]:
         seen: dict[str, Tau2Task] = {}

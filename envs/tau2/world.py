@@ -17,7 +17,7 @@ database hash (``get_db_hash``), with the user database's appended where there i
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pivotgym.core.world import World
@@ -79,9 +79,6 @@ class CopyOnRead(dict):
             self._claim(key)
         return dict.items(self)
 
-    def __iter__(self) -> Iterator[Any]:
-        return dict.__iter__(self)
-
 
 def call_writable(db: Any, call: Callable[[], T]) -> T:
     """Run ``call`` with ``db``'s fields private to it: dict tables copy-on-read, other
@@ -95,7 +92,9 @@ def call_writable(db: Any, call: Callable[[], T]) -> T:
     finally:
         for name, value in fields.items():
             if isinstance(value, CopyOnRead):
-                fields[name] = dict(value)
+                # The raw items: dict(value) would read every entry through __getitem__
+                # and so copy them all.
+                fields[name] = dict(dict.items(value))
 
 
 class Tau2Snapshot:

@@ -16,11 +16,11 @@ as JSON, so any trajectory restores anywhere the domain is installed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pivotgym.core.env import ToolCall
+from pivotgym.core.replay import json_divergence
 from pivotgym.core.tool_env import ToolEnv, ToolEnvOptions
 from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.tools.db import Database
@@ -138,24 +138,9 @@ class ToolsEnv(ToolEnv):
         return not isinstance(name, str) or self.domain.toolkit.writes(name)
 
     def divergence(
-        self, task: ToolTask, recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]
+        self, task: Any, recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]
     ) -> tuple[str, str] | None:
-        def parsed(messages: list[dict[str, Any]]) -> list[Any]:
-            out = []
-            for m in messages:
-                text = m.get("content") or ""
-                try:
-                    out.append(json.loads(text))
-                except ValueError:
-                    out.append(text)
-            return out
-
-        if parsed(recorded) == parsed(replayed):
-            return None
-        return (
-            "\n".join(m.get("content") or "" for m in recorded),
-            "\n".join(m.get("content") or "" for m in replayed),
-        )
+        return json_divergence(recorded, replayed)
 
     async def respond(self, action: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
         text, stop = await self.user.reply(self.task, self.messages)

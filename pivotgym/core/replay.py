@@ -198,6 +198,30 @@ def text_divergence(
     return None if expected == actual else (expected, actual)
 
 
+def json_divergence(
+    recorded: Sequence[dict[str, Any]], replayed: Sequence[dict[str, Any]]
+) -> tuple[str, str] | None:
+    """``None`` when replayed tool messages equal the recorded ones as JSON values (a
+    text that is not JSON compares as text), else both texts."""
+
+    def parsed(messages: Sequence[dict[str, Any]]) -> list[Any]:
+        out = []
+        for m in messages:
+            text = m.get("content") or ""
+            try:
+                out.append(json.loads(text))
+            except ValueError:
+                out.append(text)
+        return out
+
+    if parsed(recorded) == parsed(replayed):
+        return None
+    return (
+        "\n".join(m.get("content") or "" for m in recorded),
+        "\n".join(m.get("content") or "" for m in replayed),
+    )
+
+
 class Replayable(Protocol):
     """What :func:`restore` needs of an environment."""
 
