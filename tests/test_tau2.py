@@ -160,6 +160,12 @@ def test_tau2s_evaluator_scores_gold_demonstrations_1_and_a_wrong_write_0(domain
         task = Tau2Task(domain, model)
         reward, info = score(task, to_tau2(trajectory.messages, tool_names(domain)))
         assert reward == 1.0, (trajectory.id, info)
+        # The env's own grader, on the conversation restored to its end, agrees.
+        env = pivotgym.make("tau2", domain=domain)
+        env.reset(options={"trajectory": trajectory, "turn": trajectory.num_turns})
+        assert env.evaluate()[0] == 1.0
+        assert env.evaluate(terminated=False)[0] == 0.0  # cut by a limit
+        env.close()
         # Without its writes (one call a turn) the database differs from the gold one.
         ids = {
             c["id"]
