@@ -272,3 +272,24 @@ def test_a_bad_task_in_a_results_file_names_its_own_field(tmp_path) -> None:
     path.write_text(json.dumps({"info": info, "tasks": [{"id": "1", "user_scenario": 3}]}))
     with pytest.raises(DataError, match=r"results.json: tasks\[0\]\.user_scenario"):
         load_results(path)
+
+
+def test_telecom_forks_and_writes_leave_the_parent_and_the_package_data_alone() -> None:
+    domain = get_domain("telecom")
+    pristine = (domain.pristine.get_db_hash(), domain.pristine.get_user_db_hash())
+    env = pivotgym.make("tau2", domain="telecom")
+    changed = 0
+    for model in domain.tasks("small")[:6]:
+        env.reset(options={"task": Tau2Task("telecom", model)})  # runs its initial actions
+        before = env.world.digest()
+        branches = env.fork(2)
+        gold = [a for a in model.evaluation_criteria.actions or [] if a.requestor == "assistant"]
+        for i, a in enumerate(gold):
+            branches[0].step(call(a.name, a.arguments, f"c{i}"))
+        assert env.world.digest() == before == branches[1].world.digest()
+        changed += branches[0].world.digest() != before
+        for b in branches:
+            b.close()
+    assert changed  # some gold writes changed their branch, and only it
+    assert (domain.pristine.get_db_hash(), domain.pristine.get_user_db_hash()) == pristine
+    env.close()

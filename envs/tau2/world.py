@@ -118,8 +118,19 @@ class Tau2World(World):
 
     def __init__(self, domain: Tau2Domain, db: Any, user_db: Any = None) -> None:
         self.domain = domain
-        self.environment = domain.environment(db=db, user_db=user_db)
         self.pure_reads = domain.pure_reads
+
+        def make() -> Any:
+            return domain.environment(db=db, user_db=user_db)
+
+        # An environment that syncs its toolkits does so when it is made (telecom), on
+        # entries it shares with its parent: that sync, too, writes only private copies.
+        if self.pure_reads:
+            self.environment = make()
+        elif user_db is None:
+            self.environment = call_writable(db, make)
+        else:
+            self.environment = call_writable(db, lambda: call_writable(user_db, make))
 
     @classmethod
     def initial(cls, domain: Tau2Domain) -> Tau2World:
