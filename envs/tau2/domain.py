@@ -72,12 +72,9 @@ class Tau2Domain:
     def tasks(self, split: str | None = None) -> list[Any]:
         """τ²'s tasks of ``split`` (``None``: all of them), as τ²'s ``Task`` models."""
         try:
-            return list(self.module.get_tasks(split) if split else self.module.get_tasks(None))
+            return list(self.module.get_tasks(split))
         except ValueError as exc:
             raise DataError(f"τ² domain {self.name!r}: {exc}", field="split") from None
-
-    def splits(self) -> list[str]:
-        return sorted(self.module.get_tasks_split())
 
 
 @functools.cache
