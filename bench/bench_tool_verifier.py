@@ -30,9 +30,10 @@ import pivotgym
 from pivotgym.core.candidates import candidates
 from pivotgym.envs.tools.domain import get_domain
 from pivotgym.envs.tools.env import ToolsEnv
-from pivotgym.envs.tools.user import CONFIRM, asked_facts
-from pivotgym.envs.tools.verifier import ToolApi, facts
+from pivotgym.envs.tools.user import asked_facts
+from pivotgym.envs.tools.verifier import ToolApi
 from pivotgym.verifiers.base import restore
+from pivotgym.verifiers.dialogue import CONFIRM, facts
 
 ID = re.compile(r"^([A-Z]+-?)(\d+)$")
 

@@ -1,12 +1,17 @@
 """τ²-bench's domains as a pivotgym environment: ``pivotgym.make("tau2", domain="airline")``.
 
-The agent sees τ²'s tool schemas and the domain's policy; a tool call runs τ²'s own tool
-through τ²'s ``Environment.get_response``, so results and errors (``Error: ...``) read
-exactly as τ² returns them. The world is the domain's databases, forked copy-on-write
-(:mod:`pivotgym.envs.tau2.world`); its digest is τ²'s own database hash. Replay
-re-executes only the calls of τ²'s ``write`` tools (upstream τ²'s rule; the packaged
-``set_state`` replays every call) and compares each result with the recorded one as
-JSON, as upstream's ``set_state`` does, under pivotgym's strict / lenient / off policy.
+A conversation opens as τ²'s does: the system prompt with the domain's policy, τ²'s
+greeting, and the user's first message; an assistant message that calls no tool is said
+to the user, whose simulator answers and ends the episode when done
+(:mod:`pivotgym.envs.tau2.user`; the scripted one by default, a language model where
+one is given). The agent sees τ²'s tool schemas and the domain's policy; a tool call
+runs τ²'s own tool through τ²'s ``Environment.get_response``, so results and errors
+(``Error: ...``) read exactly as τ² returns them. The world is the domain's databases,
+forked copy-on-write (:mod:`pivotgym.envs.tau2.world`); its digest is τ²'s own database
+hash. Replay re-executes only the calls of τ²'s ``write`` tools (upstream τ²'s rule; the
+packaged ``set_state`` replays every call) and compares each result with the recorded
+one as JSON, as upstream's ``set_state`` does, under pivotgym's strict / lenient / off
+policy.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.tau2.domain import GREETING, Tau2Domain, get_domain
 from pivotgym.envs.tau2.grader import Tau2Grader
 from pivotgym.envs.tau2.tasks import Tau2Task, task_from_json
+from pivotgym.envs.tau2.user import ScriptedUser, UserSimulator
 from pivotgym.envs.tau2.world import Tau2Snapshot, Tau2World
 from pivotgym.errors import DataError, InfraError
 
@@ -38,19 +44,33 @@ class Tau2Options(ToolEnvOptions):
 
 
 class Tau2Env(ToolEnv):
-    """One τ² domain as an environment (module docstring)."""
+    """One τ² domain as an environment (module docstring).
+
+    ``user`` is the user simulator (default: :class:`~pivotgym.envs.tau2.user.ScriptedUser`);
+    an :class:`~pivotgym.envs.tau2.user.EngineUser` puts a language model there. Fresh
+    episodes draw only from the tasks of the env's domain.
+    """
 
     name = "tau2"
     Options: ClassVar[type[ToolEnvOptions]] = Tau2Options
     options: Tau2Options
     world: Tau2World | None  # type: ignore[assignment]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: UserSimulator | None = None, **kwargs: Any) -> None:
         # The domain is needed before the base class asks for the tools.
         options = kwargs.get("options") or (args[1] if len(args) > 1 else None)
         name = options.domain if options is not None else kwargs.get("domain", "airline")
         self.domain: Tau2Domain = get_domain(name)
+        self.user: UserSimulator = user or ScriptedUser()
         super().__init__(*args, **kwargs)
+        self.tasks = [t for t in self.tasks if self.admits(t)]
+
+    def admits(self, task: Any) -> bool:
+        return isinstance(task, Tau2Task) and task.domain == self.domain.name
+
+    def spawn(self) -> Tau2Env:
+        return Tau2Env(self.tasks, self.options, cache=self.cache, ledger=self.ledger,
+                       render_mode=self.render_mode, user=self.user)  # fmt: skip
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -87,11 +107,13 @@ class Tau2Env(ToolEnv):
     def resolve_task(self, trajectory: Trajectory) -> Tau2Task:
         return task_from_json(trajectory.task, f"{trajectory.id}: task")
 
-    def initial_messages(self, task: Tau2Task) -> list[dict[str, Any]]:
-        return [
+    async def initial_messages(self, task: Tau2Task) -> list[dict[str, Any]]:
+        opening = [
             {"role": "system", "content": SYSTEM_PROMPT.format(policy=self.domain.policy)},
             {"role": "assistant", "content": GREETING},
         ]
+        text, _ = await self.user.reply(task, opening)
+        return [*opening, {"role": "user", "content": text}]
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         from tau2.data_model.message import ToolCall
@@ -112,12 +134,8 @@ class Tau2Env(ToolEnv):
         return reply.content, {"error": "tool_error" if reply.error else None}
 
     async def respond(self, action: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-        # τ²'s conversations go on with its user simulator, which pivotgym does not have
-        # yet: ending here would score the episode on what it did so far, so a message
-        # to the user is where the harness stops, and the episode is not scored.
-        raise InfraError(
-            "the tau2 env has no user simulator yet: no episode goes on past a message to the user"
-        )
+        text, stop = await self.user.reply(self.task, self.messages)
+        return {"role": "user", "content": text}, stop
 
     def mutates(self, name: Any, call: Any) -> bool:
         if not isinstance(name, str):

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pivotgym.core import jsonl
 from pivotgym.envs.tau2.domain import get_domain
 from pivotgym.errors import DataError
 
@@ -53,6 +54,11 @@ class Tau2Task:
         return {"domain": self.domain, "task": self.model.model_dump(mode="json")}
 
 
+def encode_tasks(tasks: Sequence[Tau2Task]) -> bytes:
+    """Tasks as pivotgym's JSON Lines task file (one ``{"domain", "task"}`` a line)."""
+    return "".join(json.dumps(t.to_json(), sort_keys=True) + "\n" for t in tasks).encode()
+
+
 def task_from_json(data: Any, where: str, task_at: str | None = None) -> Tau2Task:
     """A task from its JSON form (``where`` names it); a malformed one is a ``DataError``
     naming the field, the τ² task's own fields under ``task_at`` (default
@@ -75,10 +81,20 @@ def task_from_json(data: Any, where: str, task_at: str | None = None) -> Tau2Tas
 
 class Tau2TaskFormat:
     """τ²'s own task files (``tasks.json``: a list of tasks) of one domain, named by the
-    file's folder (``.../domains/airline/tasks.json``), and trajectories' inline tasks."""
+    file's folder (``.../domains/airline/tasks.json``); pivotgym's task files, JSON Lines
+    (``.jsonl``, or ``.jsonl.gz``) of tasks as trajectories carry them, of any domains;
+    and trajectories' inline tasks."""
 
     def load(self, path: str | Path) -> Sequence[Tau2Task]:
         path = Path(path)
+        if path.name.endswith((".jsonl", ".jsonl.gz")):
+            out = []
+            for lineno, row in jsonl.rows(path):
+                try:
+                    out.append(task_from_json(row, "task"))
+                except DataError as exc:
+                    raise DataError(exc.problem, file=path, line=lineno, field=exc.field) from None
+            return out
         try:
             rows = json.loads(path.read_text())
         except (OSError, ValueError) as exc:

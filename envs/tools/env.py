@@ -72,8 +72,11 @@ class ToolsEnv(ToolEnv):
         self.user: UserSimulator = user or ScriptedUser()
         super().__init__(*args, **kwargs)
         if self.options.domain is not None:
-            self.tasks = [t for t in self.tasks if t.domain == self.options.domain]
+            self.tasks = [t for t in self.tasks if self.admits(t)]
         self._grader = DatabaseGrader()
+
+    def admits(self, task: Any) -> bool:
+        return self.options.domain is None or task.domain == self.options.domain
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -119,7 +122,7 @@ class ToolsEnv(ToolEnv):
     def resolve_task(self, trajectory: Trajectory) -> ToolTask:
         return task_from_json(trajectory.task, f"{trajectory.id}: task")
 
-    def initial_messages(self, task: ToolTask) -> list[dict[str, Any]]:
+    async def initial_messages(self, task: ToolTask) -> list[dict[str, Any]]:
         return [
             {"role": "system", "content": SYSTEM_PROMPT.format(policy=self.domain.policy)},
             {"role": "user", "content": task.scenario.opening},

@@ -20,17 +20,13 @@ engine, for a real LLM user where one is served.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pivotgym.envs.tools.domain import Domain, ToolTask, get_domain
+from pivotgym.verifiers.dialogue import CONFIRM
 
 STOP = "###STOP###"
-CONFIRM = re.compile(
-    r"\b(confirm|shall i|should i|go ahead|proceed|would you like me to|do you want me to"
-    r"|is that (ok|okay|right|correct))\b"
-)
 _FACT_ANSWERS = ("My {label} is {value}.", "It's {value}.", "Sure: my {label} is {value}.")
 _YES = ("Yes, please go ahead.", "Yes, that's right, please do.", "Yes, go ahead.")
 _NO = ("No, please don't; I've changed my mind.", "No, leave it as it is, thanks.")

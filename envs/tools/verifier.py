@@ -16,29 +16,23 @@ turn must do the same kind of thing.
   question where the expert asked, a request to confirm where it asked to confirm, a
   statement where it stated: the scripted user answers each otherwise), no more than
   about twice as long, carries every fact of the expert's and no other (the identifiers,
-  numbers, dates, times and amounts in it, found by :data:`FACT`), and is similar to it
+  numbers, dates, times and amounts in it), and is similar to it
   (difflib ratio of the words, at least ``threshold``) or no shorter than half of it: a
   paraphrase that says the same things. A message that drops a fact, or adds one,
-  fails whatever its similarity.
+  fails whatever its similarity. (The message rules are the shared ones of
+  :mod:`pivotgym.verifiers.dialogue`, with the domain's facts as the vocabulary.)
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import re
 from typing import Any
 
-from pivotgym.envs.tools.user import CONFIRM, asked_facts
+from pivotgym.envs.tools.user import asked_facts
 from pivotgym.verifiers.base import Call, State, Verdict, Verifier, failed, infra, passed
-from pivotgym.verifiers.match import ratio
+from pivotgym.verifiers.dialogue import same_message
 from pivotgym.verifiers.schema import canonical_json
-
-# Identifiers (P1001, RX3001), dates, times, amounts and other numbers.
-FACT = re.compile(r"\b[A-Z]{1,4}-?\d{2,}\b|\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}:\d{2}\b|\d+(?:[.,]\d+)*")
-
-
-def facts(text: str) -> set[str]:
-    return {m.group(0).replace(",", "") for m in FACT.finditer(text or "")}
 
 
 class ToolApi(Verifier):
@@ -64,8 +58,9 @@ class ToolApi(Verifier):
             return failed(f"the expert made {want}")
         if not calls:
             domain = getattr(state.env, "domain", None)
-            return self._message(action.get("content") or "", reference.get("content") or "",
-                                 domain)  # fmt: skip
+            asked = None if domain is None else functools.partial(asked_facts, domain)
+            return same_message(action.get("content") or "", reference.get("content") or "",
+                                asked=asked, threshold=self.threshold)  # fmt: skip
         mine = sorted(canonical_json([c.name, c.canonical]) for c in calls)
         theirs = sorted(canonical_json([c.name, c.canonical]) for c in reference_calls)
         if mine == theirs:
@@ -88,36 +83,6 @@ class ToolApi(Verifier):
         if sorted(map(_parsed, got)) != sorted(map(_parsed, want)):
             return failed("returns other results than the expert's calls")
         return passed("same effect and results as the expert's calls")
-
-    def _message(self, text: str, expert: str, domain: Any) -> Verdict:
-        if ("?" in text) != ("?" in expert) or bool(CONFIRM.search(text.lower())) != bool(
-            CONFIRM.search(expert.lower())
-        ):
-            # A question where the expert stated (or a statement where it asked, or asked
-            # to confirm) is another act: the user answers it otherwise.
-            return failed("not the same kind of message as the expert's")
-        if len(text.split()) > 2 * len(expert.split()) + 10:
-            return failed("far longer than the expert's message")
-        if domain is not None and "?" in expert and asked_facts(domain, expert):
-            # The expert asked the user for facts: asking for the same ones is the act.
-            want = asked_facts(domain, expert)
-            got = asked_facts(domain, text) if "?" in text else []
-            if got == want:
-                return passed("asks for the same facts", asked=want)
-            return failed(f"asks for {got or 'nothing'}, the expert for {want}")
-        missing = sorted(facts(expert) - facts(text))
-        if missing:
-            return failed(f"does not say {', '.join(missing[:5])}", missing=missing)
-        extra = sorted(facts(text) - facts(expert))
-        if extra:  # a message stuffed with numbers must not pass for one that says a few
-            return failed(f"says what the expert did not: {', '.join(extra[:5])}", extra=extra)
-        similarity = ratio(text, expert)
-        if similarity >= self.threshold:
-            return passed(f"similar ({similarity:.2f}) with the expert's facts",
-                          similarity=similarity)  # fmt: skip
-        if facts(expert) and len(text.split()) * 2 >= len(expert.split()):
-            return passed("says the expert's facts", similarity=similarity)
-        return failed(f"not like the expert's message ({similarity:.2f})", similarity=similarity)
 
 
 def _parsed(outcome: Any) -> str:

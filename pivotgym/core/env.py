@@ -149,7 +149,9 @@ class AsyncEnv(gymnasium.Env[Observation, Message], abc.ABC):
     episode reached its natural end (the agent finished), ``truncated`` when a limit cut it
     (turn limit, infrastructure failure). ``afork(n)`` returns ``n`` independent
     environments in this one's exact state; they share nothing mutable with it.
-    ``aevaluate()`` scores the episode as it stands with the env's grader.
+    ``aevaluate()`` scores the episode as it stands with the env's grader. ``admits(task)``
+    says whether this env, as its options made it, runs ``task`` (an env of one domain
+    does not run another's): a run keeps only the data its env admits.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -175,6 +177,10 @@ class AsyncEnv(gymnasium.Env[Observation, Message], abc.ABC):
     async def aevaluate(self, *, terminated: bool = True) -> tuple[float, dict[str, Any]]:
         """The episode's reward as it stands, in [0, 1], and the grader's info;
         ``terminated`` says whether it reached its natural end or was cut by a limit."""
+
+    def admits(self, task: Any) -> bool:
+        """Whether this env runs ``task`` (default: every task of its format)."""
+        return True
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

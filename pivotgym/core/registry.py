@@ -35,6 +35,40 @@ GROUP = "pivotgym.envs"
 DEFAULT_TASK_FORMAT = "pivotgym.harbor.task:HARBOR"
 
 
+class Provided(Mapping[str, Path]):
+    """Split files an environment makes the first time they are asked for, where its
+    data cannot ship with it (they derive from a dependency's data, which the project
+    does not copy): ``make(split)`` (a callable or its ``"module:attr"`` path) returns
+    the split's file, building it if need be. Listing the splits builds nothing."""
+
+    def __init__(self, splits: Sequence[str], make: str | Callable[[str], Path]) -> None:
+        self._splits = tuple(splits)
+        self._make = make
+
+    def __getitem__(self, split: str) -> Path:
+        if split not in self._splits:
+            raise KeyError(split)
+        return _resolve(self._make)(split)
+
+    def __iter__(self) -> Any:
+        return iter(self._splits)
+
+    def __len__(self) -> int:
+        return len(self._splits)
+
+    def __contains__(self, split: object) -> bool:
+        return split in self._splits
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Provided) and (self._splits, self._make) == (
+            other._splits,
+            other._make,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._splits, str(self._make)))
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """How to build an environment and where its bundled data lie.
@@ -43,8 +77,9 @@ class EnvSpec:
     it is called with ``tasks=`` and the keyword options of :func:`make`, which it checks
     into its typed options.
     ``trajectories`` and ``tasks`` map split names to a JSONL file and a folder of task
-    directories. A split with trajectories but no task folder (their tasks are inline)
-    still loads its tasks from the trajectories. ``lambda_diff`` is the pivot filter's
+    directories (or a :class:`Provided` mapping, whose files are made on first use). A
+    split with trajectories but no task folder (their tasks are inline) still loads its
+    tasks from the trajectories. ``lambda_diff`` is the pivot filter's
     default difficulty threshold for this environment (keep candidates whose mean
     profiled reward is below it). ``candidate_rule`` (a callable or its
     ``"module:attr"`` path; default: every turn) says which assistant turns are PivotRL

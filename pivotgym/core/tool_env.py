@@ -27,6 +27,8 @@ import copy
 import dataclasses
 import json
 import time
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -67,6 +69,8 @@ class ToolEnvOptions:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> ToolEnvOptions:
+        """The options from keywords, each checked against its field's type: an unknown
+        name or a value of the wrong type is a ``DataError`` naming it."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -74,10 +78,41 @@ class ToolEnvOptions:
                 f"unknown option {unknown[0]!r} (options: {', '.join(sorted(known))})",
                 field=unknown[0],
             )
+        hints = typing.get_type_hints(cls)
+        for name, value in options.items():
+            if not _fits(value, hints[name]):
+                raise DataError(f"expected {_type_name(hints[name])}, got {value!r}", field=name)
         return cls(**options)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the type ``hint`` (the scalar types, unions of them and
+    ``Literal`` that options use; other types are the env's to check)."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arm) for arm in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, int | float if hint is float else int) and not isinstance(
+            value, bool
+        )
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 @dataclass
@@ -192,8 +227,9 @@ class ToolEnv(AsyncEnv):
         actual = "\n".join(m.get("content") or "" for m in replayed)
         return None if expected == actual else (expected, actual)
 
-    def initial_messages(self, task: Any) -> Observation:
-        """The conversation a fresh episode of ``task`` starts with."""
+    async def initial_messages(self, task: Any) -> Observation:
+        """The conversation a fresh episode of ``task`` starts with (async: a simulated
+        user may have to speak first)."""
         return [{"role": "user", "content": task.instruction}]
 
     async def respond(self, action: Message) -> tuple[Message | None, bool]:
@@ -270,7 +306,7 @@ class ToolEnv(AsyncEnv):
         await self.replace_world(None)
         self.task = task
         self.world = await self.create_world(task)
-        self.messages = self.initial_messages(task)
+        self.messages = await self.initial_messages(task)
         self.turn = 0
         info = {
             "task": task.name,

@@ -67,7 +67,7 @@ class HarborEnv(ToolEnv):
     def resolve_task(self, trajectory: Trajectory) -> HarborTask:
         return resolve_task(trajectory.task, trajectory.base_dir, source=trajectory.id)
 
-    def initial_messages(self, task: HarborTask) -> list[dict[str, Any]]:
+    async def initial_messages(self, task: HarborTask) -> list[dict[str, Any]]:
         return [
             {"role": "system", "content": self.system_prompt},
             {"role": "user", "content": task.instruction},

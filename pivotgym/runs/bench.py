@@ -98,7 +98,7 @@ def eval_key(config: RunConfig) -> str:
     """What π0's evaluation depends on. Arms that agree on it (every arm of one seed, as
     ablations change only profiling and training) share one evaluation of π0: with all
     held-out tasks it is minutes an arm."""
-    what = [config.model, config.env, config.seed, asdict(config.data), asdict(config.eval)]
+    what = [config.model, asdict(config.env), config.seed, asdict(config.data), asdict(config.eval)]
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 

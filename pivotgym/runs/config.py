@@ -27,6 +27,39 @@ def at_least(minimum: int, default: int) -> Any:
 
 
 @dataclass
+class EnvConfig:
+    """The environment of a run: ``name`` (a registered one) and the options it is made
+    with, the ``[env]`` keys beside ``name`` (``domain = "airline"``, or ``--set
+    env.domain=airline``), checked by the environment's own typed options when the run
+    starts. ``env = "NAME"`` (or ``--env NAME``) names it and keeps the options."""
+
+    name: str = "terminal"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``tau2[domain=airline]``, or the bare name without options."""
+        if not self.options:
+            return self.name
+        return f"{self.name}[{','.join(f'{k}={v}' for k, v in sorted(self.options.items()))}]"
+
+    def set(self, value: Any, where: str, source: str | None) -> None:
+        if isinstance(value, str):
+            self.name = value
+            return
+        if not isinstance(value, dict):
+            raise DataError("must be an environment name or a table", file=source, field=where)
+        for key, option in value.items():
+            if key == "name":
+                self.name = _check(option, str, f"{where}.name", source)
+            elif isinstance(option, dict | list):
+                raise DataError("an option's value is a string, number or boolean",
+                                file=source, field=f"{where}.{key}")  # fmt: skip
+            else:
+                self.options[key] = option
+
+
+@dataclass
 class DataConfig:
     """Which trajectories to profile and which tasks to evaluate on.
 
@@ -133,7 +166,7 @@ class EvalConfig:
 class RunConfig:
     """Everything ``pivotgym run`` needs; see each section's class."""
 
-    env: str = "terminal"
+    env: EnvConfig = field(default_factory=EnvConfig)
     model: str = "pivotgym-tiny"
     engine: str = "torch"
     engine_url: str = "http://127.0.0.1:30000"
@@ -162,6 +195,10 @@ class RunConfig:
                 lines.append(f"{f.name} = {_toml(value)}")
         for name, section in sections:
             lines.append(f"\n[{name}]")
+            if isinstance(section, EnvConfig):
+                lines.append(f"name = {_toml(section.name)}")
+                lines.extend(f"{k} = {_toml(v)}" for k, v in sorted(section.options.items()))
+                continue
             lines.extend(f"{f.name} = {_toml(getattr(section, f.name))}" for f in fields(section))
         return "\n".join(lines) + "\n"
 
@@ -190,7 +227,9 @@ def _apply(target: Any, table: dict[str, Any], prefix: str, source: str | None) 
                 f"unknown key (known: {', '.join(sorted(known))})", file=source, field=where
             )
         current = getattr(target, key)
-        if dataclasses.is_dataclass(current):
+        if isinstance(current, EnvConfig):
+            current.set(value, where, source)
+        elif dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise DataError("must be a table", file=source, field=where)
             _apply(current, value, where + ".", source)
@@ -227,6 +266,8 @@ def check_resume(folder: str | Path, config: RunConfig) -> None:
     if not path.is_file():
         return
     saved, text = toml_lines.read(path)
+    if isinstance(saved.get("env"), str):  # written before environments took options
+        saved["env"] = {"name": saved["env"]}
     for key, was, now in _differences(saved, tomllib.loads(config.dump_toml())):
         if key not in PLACEMENT:
             error = DataError(

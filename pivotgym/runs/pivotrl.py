@@ -48,7 +48,7 @@ class PivotRL(GRPORun):
         pool = self.candidates()  # bad data fails here, before the output folder exists
         start = self.begin()
         console.print(
-            f"[bold]{len(pool)} candidates[/] from {self.config.env}/{self.config.data.split}"
+            f"[bold]{len(pool)} candidates[/] from {self.config.env.label}/{self.config.data.split}"
         )
         rows = await self.profile(pool)
         self.timings["profile_s"] = time.perf_counter() - start

@@ -43,7 +43,7 @@ from pivotgym.errors import DataError
 from pivotgym.policy.chat import ChatFormat
 from pivotgym.policy.engines.base import Engine
 from pivotgym.policy.engines.counting import CountingEngine
-from pivotgym.runs.config import RunConfig, check_resume
+from pivotgym.runs.config import EnvConfig, RunConfig, check_resume
 from pivotgym.runs.evaluation import episode_sampling, ood_accuracy, run_episodes
 from pivotgym.runs.report import report_markdown, report_table
 from pivotgym.sandbox import get_backend
@@ -84,22 +84,37 @@ def build_stack(config: RunConfig) -> Stack:
     return Stack(engine, ChatFormat(tokenizer), tokenizer, policy)
 
 
-def env_defaults(env: str) -> tuple[list[dict[str, Any]], set[str]]:
-    """The tools of environment ``env`` and the names of its options."""
-    probe = registry.make(env, tasks=[])
+@dataclass(frozen=True)
+class EnvFacts:
+    """What a run learns of its environment, as its options make it: the tools, the
+    names of the options it takes, and which tasks it runs (``admits``)."""
+
+    tools: list[dict[str, Any]]
+    option_names: set[str]
+    admits: Callable[[Any], bool]
+
+
+def env_facts(env: EnvConfig) -> EnvFacts:
+    """The :class:`EnvFacts` of ``env``; a bad option is a ``DataError`` naming it as
+    ``env.NAME``."""
     try:
-        return list(probe.tools), {f.name for f in dataclasses.fields(probe.options)}
+        probe = registry.make(env.name, tasks=[], **env.options)
+    except DataError as exc:
+        field = f"env.{exc.field}" if exc.field and exc.field in env.options else exc.field
+        raise DataError(exc.problem, file=exc.file, line=exc.line, field=field) from None
+    try:
+        names = {f.name for f in dataclasses.fields(probe.options)}
+        return EnvFacts(list(probe.tools), names, probe.admits)
     finally:
         probe.close()
 
 
-def resolve(config: RunConfig, env_options: set[str] | None = None) -> RunConfig:
+def resolve(config: RunConfig, facts: EnvFacts | None = None) -> RunConfig:
     """``config`` with every default the environment decides filled in (the verifier,
-    λ_diff, the sandbox backend), as the run's ``config.toml`` records it;
-    ``env_options`` are the env's option names when the caller has them already."""
-    spec = registry.get_spec(config.env)
-    if env_options is None:
-        _, env_options = env_defaults(config.env)
+    λ_diff, the sandbox backend), as the run's ``config.toml`` records it; ``facts``
+    are the env's when the caller has them already."""
+    spec = registry.get_spec(config.env.name)
+    env_options = (facts or env_facts(config.env)).option_names
     sandbox = config.sandbox
     if "sandbox" in env_options:
         sandbox = sandbox or get_backend(None).name
@@ -132,10 +147,11 @@ class Run:
     method = "eval"
 
     def __init__(self, config: RunConfig, stack: Stack | None = None) -> None:
-        self.spec = registry.get_spec(config.env)
+        self.spec = registry.get_spec(config.env.name)
         # The env's own tools; a trajectory may record others (see Candidate.tools_or).
-        self.tools, self.env_options = env_defaults(config.env)
-        self.config = config = resolve(config, self.env_options)
+        self.env = env_facts(config.env)
+        self.tools, self.env_options = self.env.tools, self.env.option_names
+        self.config = config = resolve(config, self.env)
         self.out = Path(config.out)
         self.cache = SnapshotCache()
         self.stack = stack or build_stack(config)
@@ -148,19 +164,48 @@ class Run:
         the run's)."""
         sandbox = {"sandbox": self.config.sandbox} if "sandbox" in self.env_options else {}
         return registry.make(
-            self.config.env,
+            self.config.env.name,
             tasks=[],
             **sandbox,
+            **self.config.env.options,
             cache=self.cache,
             ledger=self.ledger if ledger is None else ledger,
         )
 
     def trajectories(self) -> list[Trajectory]:
-        """``[data] trajectories`` (a JSONL file) or the env's bundled ``[data] split``."""
+        """``[data] trajectories`` (a JSONL file) or the env's bundled ``[data] split``,
+        those whose task the env admits (an env of one domain, of a file of several)."""
         data = self.config.data
         if data.trajectories:
-            return registry.load_trajectories(Path(data.trajectories))
-        return registry.load_trajectories(self.config.env, data.split)
+            every = registry.load_trajectories(Path(data.trajectories))
+        else:
+            every = registry.load_trajectories(self.config.env.name, data.split)
+        task_format = self.spec.format()
+        if all(map(self.env.admits, task_format.from_trajectories(every))):
+            return every
+        kept = [t for t in every if all(map(self.env.admits, task_format.from_trajectories([t])))]
+        if not kept:
+            raise DataError(
+                f"none of the {len(every)} trajectories is of a task that {self.config.env.label} "
+                "runs",
+                file=data.trajectories or None,
+            )
+        return kept
+
+    def eval_tasks(self) -> list[Any]:
+        """``[data] eval_task_file`` or the env's ``[data] eval_split``, the tasks the env
+        admits."""
+        data, env = self.config.data, self.config.env
+        every = (
+            registry.load_tasks(data.eval_task_file, env=env.name)
+            if data.eval_task_file
+            else registry.load_tasks(env.name, data.eval_split)
+        )
+        tasks = [t for t in every if self.env.admits(t)]
+        if not tasks:
+            raise DataError(f"no evaluation task of {env.label} in {len(every)} tasks",
+                            file=data.eval_task_file or None)  # fmt: skip
+        return tasks
 
     def candidates(self) -> list[Candidate]:
         """The candidate turns of the run's trajectories (``[data] max_candidates`` of
@@ -184,11 +229,7 @@ class Run:
         if path.exists():
             return json.loads(path.read_text())
         data, ev = self.config.data, self.config.eval
-        every = (
-            registry.load_tasks(data.eval_task_file, env=self.config.env)
-            if data.eval_task_file
-            else registry.load_tasks(self.config.env, data.eval_split)
-        )
+        every = self.eval_tasks()
         chosen = range(len(every))
         if 0 < data.eval_tasks < len(every):
             chosen = sorted(random.Random(self.config.seed).sample(chosen, data.eval_tasks))
@@ -335,7 +376,7 @@ class Run:
         final = await self.timed_eval("final")  # made already by a last curve point
         self.timings["total_s"] = time.perf_counter() - start
         report = {
-            "env": self.config.env,
+            "env": self.config.env.label,
             "method": self.method,
             **extra,
             "in_domain_base": base["in_domain"]["success_rate"],
