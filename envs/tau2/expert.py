@@ -41,7 +41,7 @@ from pivotgym.envs.tau2.grounding import Knowledge, Lookup, leaves, must_ground,
 from pivotgym.envs.tau2.grounding import schema_options as options_of
 from pivotgym.envs.tau2.tasks import Tau2Task
 from pivotgym.envs.tau2.user import FACTS, Scenario
-from pivotgym.errors import DataError
+from pivotgym.errors import DataError, InfraError
 
 TRANSFER_TOOL = "transfer_to_human_agents"
 TRANSFER_MESSAGE = "YOU ARE BEING TRANSFERRED TO A HUMAN AGENT. PLEASE HOLD ON."
@@ -96,10 +96,9 @@ def _describe(name: str, arguments: dict[str, Any]) -> str:
 class _Play:
     """One demonstration in progress: the env, what it has shown, the calls made."""
 
-    def __init__(self, env: Tau2Env, task: Tau2Task, rng: random.Random) -> None:
+    def __init__(self, env: Tau2Env, task: Tau2Task) -> None:
         self.env = env
         self.task = task
-        self.rng = rng
         self.know = Knowledge()
         self.made: set[Lookup] = set()
         self.calls = 0
@@ -126,8 +125,8 @@ class _Play:
             raise ExpertError("the user ended the conversation early", file=self.task.name)
         seen = len(self.env.messages)
         _, self.reward, terminated, truncated, self.info = await self.env.astep(message)
-        if self.info.get("infra_error"):
-            raise ExpertError(f"the env failed: {self.info['infra_error']}", file=self.task.name)
+        if self.info.get("infra_error"):  # the harness's failure, not the task's
+            raise InfraError(f"{self.task.name}: {self.info['infra_error']}")
         self.done = terminated or truncated
         self.learn(self.env.messages[seen:])
 
@@ -190,7 +189,7 @@ async def demonstrate(env: Tau2Env, task: Tau2Task, seed: int) -> Trajectory:
     if any(a.requestor != "assistant" for a in gold):
         raise ExpertError("a gold action is the user's (τ²'s user tools)", file=task.name)
     await env.areset(options={"task": task})
-    play = _Play(env, task, rng)
+    play = _Play(env, task)
     play.learn(env.messages)
 
     # 1. The facts the scenario holds, asked for before anything else.

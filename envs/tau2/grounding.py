@@ -8,17 +8,18 @@ are written in capitals or capitalised (names, codes, cities), and that the tool
 schema does not list as an option; numbers, booleans and free text of several words
 (an amount the policy computes, a reason, a summary) are the agent's own.
 
-:class:`Knowledge` is what the conversation holds so far: its text (an ISO date counts
-as said when a month and day were: "May 24" grounds ``2024-05-24`` in a year the
-conversation shows), and the values of its tool results by the field they came under,
-the pools from which look-ups take their arguments.
+:class:`Knowledge` is what the conversation holds so far: its text, and the values of
+its tool results by the field they came under, the pools from which look-ups take their
+arguments. A date counts as said when the user said its month and day ("May 24" is
+``2024-05-24`` in the latest year the conversation shows), or a date said or shown
+moved by the days the user speaks of ("the day after").
 
 :func:`reveal` finds look-ups that ground a value: breadth first over the domain's
 read tools, each called with arguments from the pools (a parameter takes the values
 of fields of its name, of its plural, ``orders`` for ``order_id``, or of fields its
-description names, ``iata`` for "the IATA code"), until a result holds the value. It
-runs the look-ups on the world itself, which reads leave unchanged, and returns the
-chain of calls an agent would make, in order.
+description names, ``iata`` for "the IATA code"; the newest values first), until a
+result holds the value. It runs them through the caller (on a fork of the world) and
+returns the chain of calls an agent would make, in order.
 """
 
 from __future__ import annotations
