@@ -70,7 +70,8 @@ async def _demo(env_name: str, sandbox: str | None, turn: int, branches: int) ->
     try:
         obs, info = await env.areset(options={"trajectory": trajectory, "turn": turn})
         console.rule(f"[bold]{trajectory.id}[/]: state before assistant turn {turn}")
-        console.print(f"[dim]task:[/] {_summarize(obs[1]['content'], 200)}")
+        request = next((m["content"] for m in obs if m["role"] == "user"), "")
+        console.print(f"[dim]task:[/] {_summarize(request, 200)}")
         console.print(
             f"[dim]restored by replaying {info['replayed_steps']} recorded step(s) "
             f"in {env.stats.reset_s * 1000:.0f} ms on a {type(env.world).__name__}[/]"
