@@ -281,3 +281,45 @@ def test_telecom_forks_and_writes_leave_the_parent_and_the_package_data_alone() 
     assert changed  # some gold writes changed their branch, and only it
     assert (domain.pristine.get_db_hash(), domain.pristine.get_user_db_hash()) == pristine
     env.close()
+
+
+def test_a_task_that_starts_mid_conversation_opens_with_its_history_applied() -> None:
+    from pivotgym.envs.tau2.expert import demonstrate
+    from pivotgym.envs.tau2.results import history_trajectory
+    from pivotgym.envs.tau2.tasks import task_from_json
+
+    model = next(t for t in get_domain("retail").tasks("train") if t.id == "0")
+    env = pivotgym.make("tau2", domain="retail")
+    recorded = env_run(demonstrate(env, Tau2Task("retail", model), 0))
+    # The whole conversation, its write included, as the history the task starts from.
+    history = to_tau2(recorded.messages, tool_names("retail"))
+    data = Tau2Task("retail", model).to_json()
+    data["task"]["initial_state"] = {
+        "message_history": [m.model_dump(mode="json") for m in history]
+    }
+    task = task_from_json(data, "task")
+    obs, _ = env.reset(options={"task": task})
+    said = [(m["role"], m.get("content")) for m in recorded.messages]
+    assert [(m["role"], m.get("content")) for m in obs] == said  # call ids aside
+    expected = reference_hash("retail", recorded.messages)
+    assert env.world.db_hash() == expected != get_domain("retail").pristine.get_db_hash()
+    # As a trajectory, every turn of the history restores to τ²'s hash of its prefix.
+    trajectory = history_trajectory(task)
+    for turn in range(trajectory.num_turns + 1):
+        env.reset(options={"trajectory": trajectory, "turn": turn})
+        assert env.world.db_hash() == reference_hash("retail", trajectory.prefix(turn))
+    # A history whose recorded write result was tampered with does not replay.
+    write = 1 + next(
+        i for i, m in enumerate(history)
+        if m.role == "assistant" and "exchange" in str(m.tool_calls)
+    )  # fmt: skip
+    data["task"]["initial_state"]["message_history"][write]["content"] = "{}"
+    with pytest.raises(DataError, match="message history does not replay"):
+        env.reset(options={"task": task_from_json(data, "task")})
+    env.close()
+
+
+def env_run(coroutine):
+    from pivotgym.core.env import run_sync
+
+    return run_sync(coroutine)

@@ -24,6 +24,7 @@ from pivotgym.core.tool_env import ToolEnv, ToolEnvOptions
 from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.tau2.domain import GREETING, Tau2Domain, get_domain
 from pivotgym.envs.tau2.grader import Tau2Grader
+from pivotgym.envs.tau2.messages import history_messages
 from pivotgym.envs.tau2.tasks import Tau2Task, task_from_json
 from pivotgym.envs.tau2.user import ScriptedUser, UserSimulator
 from pivotgym.envs.tau2.world import Tau2Snapshot, Tau2World
@@ -108,12 +109,36 @@ class Tau2Env(ToolEnv):
         return task_from_json(trajectory.task, f"{trajectory.id}: task")
 
     async def initial_messages(self, task: Tau2Task) -> list[dict[str, Any]]:
-        opening = [
-            {"role": "system", "content": SYSTEM_PROMPT.format(policy=self.domain.policy)},
-            {"role": "assistant", "content": GREETING},
-        ]
-        text, _ = await self.user.reply(task, opening)
-        return [*opening, {"role": "user", "content": text}]
+        """τ²'s opening: the greeting and the user's request; or, for a task that starts
+        mid-conversation (``initial_state.message_history``), that history, its calls
+        applied to the world by τ²'s own ``set_state`` (a recorded result that differs is
+        an error), and the user's reply where the history ends with the agent speaking,
+        as τ²'s orchestrator starts such a task."""
+        system = {"role": "system", "content": SYSTEM_PROMPT.format(policy=self.domain.policy)}
+        history = history_messages(task)
+        if history:
+            self._apply_history(task)
+            messages = [system, *history]
+            last = history[-1]
+            if last["role"] != "assistant" or last.get("tool_calls"):
+                return messages
+        else:
+            messages = [system, {"role": "assistant", "content": GREETING}]
+        text, _ = await self.user.reply(task, messages)
+        return [*messages, {"role": "user", "content": text}]
+
+    def _apply_history(self, task: Tau2Task) -> None:
+        world = self.world
+        assert world is not None
+        history = task.model.initial_state.message_history
+        try:
+            world.run(lambda: world.environment.set_state(None, None, history), writes=True)
+        except ValueError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise DataError(
+                f"the message history does not replay on τ²'s tools: {first}",
+                field=f"{task.name}: initial_state.message_history",
+            ) from None
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         from tau2.data_model.message import ToolCall

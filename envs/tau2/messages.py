@@ -50,6 +50,17 @@ def from_tau2(messages: Any, where: str) -> list[dict[str, Any]]:
     return out
 
 
+def history_messages(task: Any) -> list[dict[str, Any]]:
+    """pivotgym chat messages of a task's ``initial_state.message_history`` (``[]`` when
+    it has none): the conversation τ² starts that task from."""
+    state = task.model.initial_state
+    history = state.message_history if state is not None else None
+    if not history:
+        return []
+    dumped = [m.model_dump(mode="json") for m in history]
+    return from_tau2(dumped, f"{task.name}: initial_state.message_history")
+
+
 def _text(m: dict[str, Any], at: str) -> str:
     content = m.get("content")
     if not isinstance(content, str):

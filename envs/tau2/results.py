@@ -1,4 +1,5 @@
-"""τ²'s simulation results (the JSON ``tau2 run`` writes) as pivotgym trajectories.
+"""τ²'s recorded conversations as pivotgym trajectories: its simulation results (the
+JSON ``tau2 run`` writes), and the message history a task may start from.
 
 Each simulation becomes one trajectory of env ``tau2``: a system message with the
 domain's policy, then τ²'s messages (the orchestrator's greeting first) in pivotgym's
@@ -17,8 +18,8 @@ from typing import Any
 from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.tau2.domain import get_domain
 from pivotgym.envs.tau2.env import SYSTEM_PROMPT
-from pivotgym.envs.tau2.messages import from_tau2
-from pivotgym.envs.tau2.tasks import task_from_json
+from pivotgym.envs.tau2.messages import from_tau2, history_messages
+from pivotgym.envs.tau2.tasks import Tau2Task, task_from_json
 from pivotgym.errors import DataError
 
 TOP = {"timestamp", "info", "tasks", "simulations"}
@@ -101,3 +102,23 @@ def _convert(data: Any, path: Path) -> list[Trajectory]:
             )
         )
     return out
+
+
+def history_trajectory(task: Tau2Task) -> Trajectory:
+    """The conversation ``task`` starts from (its ``initial_state.message_history``) as a
+    trajectory, so that a reset can reach any turn of it."""
+    history = history_messages(task)
+    if not history:
+        raise DataError("the task has no message history", field=f"{task.name}: initial_state")
+    domain = get_domain(task.domain)
+    return Trajectory(
+        id=f"{task.name}/history",
+        env="tau2",
+        task=task.to_json(),
+        messages=[
+            {"role": "system", "content": SYSTEM_PROMPT.format(policy=domain.policy)},
+            *history,
+        ],
+        metadata={"source": "initial_state.message_history"},
+        tools=domain.tools,
+    )

@@ -19,6 +19,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from rich.markup import escape
+
 from pivotgym.core.candidates import Candidate
 from pivotgym.core.env import AsyncEnv
 from pivotgym.core.seeds import derive_seed
@@ -48,7 +50,8 @@ class PivotRL(GRPORun):
         pool = self.candidates()  # bad data fails here, before the output folder exists
         start = self.begin()
         console.print(
-            f"[bold]{len(pool)} candidates[/] from {self.config.env.label}/{self.config.data.split}"
+            f"[bold]{len(pool)} candidates[/] from "
+            f"{escape(self.config.env.label)}/{self.config.data.split}"
         )
         rows = await self.profile(pool)
         self.timings["profile_s"] = time.perf_counter() - start

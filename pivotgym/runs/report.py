@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -33,7 +34,7 @@ def _changes(report: dict[str, Any]) -> list[tuple[str, float, float]]:
 
 
 def report_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"{report['method']} on {report['env']}")
+    table = Table(title=escape(f"{report['method']} on {report['env']}"))
     for column in ("", "π0", "trained", "change"):
         table.add_column(column, justify="right")
     for label, value in _summary_rows(report):
