@@ -24,7 +24,7 @@ import random
 import re
 from collections import Counter
 
-from report import print_table, write_json
+from report import count_verdict, verdict_report
 
 import pivotgym
 from pivotgym.core.candidates import candidates
@@ -119,9 +119,7 @@ async def measure(n: int, seed: int) -> dict:
         domain = get_domain(candidate.trajectory.metadata["domain"])
         for kind, accept, action in variants(candidate.reference, domain, rng):
             verdict = await verifier.verify(state, action, candidate.reference)
-            right = (verdict.reward == 1.0) == accept and not verdict.infra_error
-            tally.setdefault(kind, Counter())["right" if right else "wrong"] += 1
-            tally[kind]["accept" if accept else "reject"] += 1
+            count_verdict(tally, kind, accept, verdict)
     await env.aclose()
     return {kind: dict(c) for kind, c in tally.items()}
 
@@ -132,16 +130,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     tally = asyncio.run(measure(args.candidates, args.seed))
-    rows, right, total = [], 0, 0
-    for kind, c in sorted(tally.items()):
-        n = c.get("right", 0) + c.get("wrong", 0)
-        label = "accept" if c.get("accept") else "reject"
-        rows.append([kind, label, n, f"{c.get('right', 0) / n:.1%}"])
-        right, total = right + c.get("right", 0), total + n
-    print_table(["edit", "right verdict", "samples", "verifier right"], rows)
-    print(f"overall: {right}/{total} = {right / total:.1%} right")
-    write_json("tool_verifier", {"candidates": args.candidates, "tally": tally,
-                                 "accuracy": right / total})  # fmt: skip
+    verdict_report("tool_verifier", tally, candidates=args.candidates)
 
 
 if __name__ == "__main__":

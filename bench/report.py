@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import subprocess
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,31 @@ def timing_rows(
         for name, t in seconds.items()
     ]
     return headers, rows
+
+
+def count_verdict(tally: dict[str, Counter], kind: str, accept: bool, verdict: Any) -> None:
+    """Count a verifier's ``verdict`` on a sample of ``kind`` whose right verdict is
+    ``accept`` (an infrastructure verdict is never right)."""
+    right = (verdict.reward == 1.0) == accept and not verdict.infra_error
+    tally.setdefault(kind, Counter())["right" if right else "wrong"] += 1
+    tally[kind]["accept" if accept else "reject"] += 1
+
+
+def verdict_report(name: str, tally: Mapping[str, Mapping[str, int]], **extra: Any) -> float:
+    """A verifier's verdicts on a labelled sample: per kind of edit, its right verdict,
+    how many samples and the share the verifier got right; printed, written as ``name``,
+    and the overall share returned. ``tally[kind]`` counts ``right``, ``wrong`` and
+    ``accept`` (or ``reject``), the right verdict."""
+    rows, right, total = [], 0, 0
+    for kind, c in sorted(tally.items()):
+        n = c.get("right", 0) + c.get("wrong", 0)
+        rows.append([kind, "accept" if c.get("accept") else "reject", n,
+                     f"{c.get('right', 0) / n:.1%}"])  # fmt: skip
+        right, total = right + c.get("right", 0), total + n
+    print_table(["edit", "right verdict", "samples", "verifier right"], rows)
+    print(f"overall: {right}/{total} = {right / total:.1%} right")
+    write_json(name, {**extra, "tally": tally, "accuracy": right / total})
+    return right / total
 
 
 def ratio_line(what: str, ratio: float, target: float) -> str:

@@ -281,3 +281,26 @@ def test_pivotrl_runs_on_tau2_end_to_end_from_the_command_line(tmp_path: Path, c
     assert episodes["episodes"] == 2 and episodes["infra_errors"] == 0
     assert "env.domain" not in (out / "config.toml").read_text()
     assert 'domain = "retail"' in (out / "config.toml").read_text()
+
+
+def test_an_engine_user_is_prompted_as_tau2s_user_simulator() -> None:
+    from tiny_models import SayingEngine, tiny_tokenizer
+
+    from pivotgym.envs.tau2.user import EngineUser
+    from pivotgym.policy.chat import ChatFormat
+    from pivotgym.policy.roleplay import swapped
+
+    fmt = ChatFormat(tiny_tokenizer())
+    engine = SayingEngine(f"My user id is emma_kim_9957. {STOP}")
+    user = EngineUser(engine, fmt)
+    env = pivotgym.make("tau2", domain="airline", user=user)
+    obs, _ = env.reset(options={"task": task("airline", "0")})
+    assert obs[-1]["content"].startswith("My user id")  # the model opened the call
+    obs, _, terminated, _, _ = env.step(say("What is your user id?"))
+    assert terminated and STOP in obs[-1]["content"]
+    system = user.system(task("airline", "0"))
+    assert "User Simulation Guidelines" in system and "emma_kim_9957" in system
+    # The greeting and the question are the model's user; its opening, its own.
+    assert [m["role"] for m in swapped(system, obs[:-1])[1:]] == ["user", "assistant", "user"]
+    assert engine.prompts[-1] == fmt.prompt_ids(swapped(system, obs[:-1]))
+    env.close()

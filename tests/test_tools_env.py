@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from gymnasium.utils.env_checker import check_env
-from tiny_models import tiny_tokenizer
+from tiny_models import SayingEngine, tiny_tokenizer
 
 import pivotgym
 from pivotgym.core.candidates import Candidate
@@ -477,27 +477,9 @@ def test_the_demo_runs_on_the_tool_api_env(capsys) -> None:
     assert "DomainWorld" in out and "episode reward=1.0" in out
 
 
-class SayingEngine(Engine):
-    """Always says ``text``: a stand-in for a served model playing the user."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.prompts: list[list[int]] = []
-
-    @property
-    def weight_version(self) -> str:
-        return "0"
-
-    async def generate(self, prompt_ids, n, sampling):
-        self.prompts.append(list(prompt_ids))
-        return [Sample((1,), (-0.1,), self.text, "stop", "0") for _ in range(n)]
-
-    async def update_weights(self, path, version):
-        raise NotImplementedError
-
-
 def test_an_engine_user_sees_the_scenario_with_roles_swapped_and_stops_on_the_phrase() -> None:
     from pivotgym.envs.tools.user import EngineUser
+    from pivotgym.policy.roleplay import swapped
 
     task = _tasks(1)[0]
     fmt = ChatFormat(tiny_tokenizer())
@@ -507,7 +489,7 @@ def test_an_engine_user_sees_the_scenario_with_roles_swapped_and_stops_on_the_ph
     env.reset(options={"task": task})
     obs, _, terminated, _, _ = env.step({"role": "assistant", "content": "How can I help?"})
     assert terminated and obs[-1] == {"role": "user", "content": f"Thanks, bye. {STOP}"}
-    prompt = user.prompt(task, obs[:-1])
+    prompt = swapped(user.system(task), obs[:-1])
     assert task.scenario.goal in prompt[0]["content"]
     assert [m["role"] for m in prompt[1:]] == ["assistant", "user"]  # the user is the model
     assert engine.prompts == [fmt.prompt_ids(prompt)]

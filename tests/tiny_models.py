@@ -9,6 +9,8 @@ chat template. It builds in a second or two and nothing is downloaded::
     model, tokenizer = tiny_model(), tiny_tokenizer()
 
 ``tiny_model()`` loads a fresh copy each call, so a test may change its weights.
+``SayingEngine(text)`` is an engine that always says ``text``: a stand-in for a served
+model (a user simulator's, say) whose words a test needs to know.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from pivotgym.errors import DataError
 from pivotgym.policy.chat import CHAT_TEMPLATE, SPECIAL_TOKENS, ChatFormat
+from pivotgym.policy.engines.base import Engine, Sample
 
 VOCAB_SIZE = 1024
 CORPUS_TRAJECTORIES = 48
@@ -153,3 +156,22 @@ def tiny_model(dtype: Any = None) -> Any:
         tiny_checkpoint(), local_files_only=True, dtype=dtype or torch.float32
     )
     return model.eval()
+
+
+class SayingEngine(Engine):
+    """Always says ``text``; ``prompts`` records what it was asked."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.prompts: list[list[int]] = []
+
+    @property
+    def weight_version(self) -> str:
+        return "0"
+
+    async def generate(self, prompt_ids, n, sampling):
+        self.prompts.append(list(prompt_ids))
+        return [Sample((1,), (-0.1,), self.text, "stop", "0") for _ in range(n)]
+
+    async def update_weights(self, path, version):
+        raise NotImplementedError

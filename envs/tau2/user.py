@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pivotgym.envs.tau2.tasks import Tau2Task
+from pivotgym.policy.roleplay import user_reply
 from pivotgym.verifiers.dialogue import asks_to_confirm
 
 STOP = "###STOP###"
@@ -312,9 +313,10 @@ class ScriptedUser:
 
 
 class EngineUser:
-    """A language model as the user, prompted as τ²'s user simulator is: τ²'s simulation
-    guidelines and the scenario as system prompt, the conversation with the roles
-    swapped (the agent's messages as the user's, tool calls and results left out)."""
+    """A language model as the user (:mod:`pivotgym.policy.roleplay`), prompted as τ²'s
+    user simulator is: τ²'s simulation guidelines and the scenario as system prompt, the
+    conversation with the roles swapped (the agent's messages as the user's, tool calls
+    and results left out)."""
 
     def __init__(self, engine: Any, chat: Any, *, max_new_tokens: int = 200) -> None:
         self.engine = engine
@@ -327,24 +329,11 @@ class EngineUser:
 
         return (DATA_DIR / "tau2" / "user_simulator" / "simulation_guidelines.md").read_text()
 
-    def prompt(self, task: Tau2Task, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def system(self, task: Tau2Task) -> str:
         instructions = task.model.user_scenario.instructions
-        system = f"{self.guidelines()}\n\n<scenario>\n{instructions}\n</scenario>"
-        turns = [{"role": "system", "content": system}]
-        for m in messages:
-            if m.get("role") == "user":
-                turns.append({"role": "assistant", "content": m.get("content") or ""})
-            elif m.get("role") == "assistant" and m.get("content") and not m.get("tool_calls"):
-                turns.append({"role": "user", "content": m["content"]})
-        return turns
+        return f"{self.guidelines()}\n\n<scenario>\n{instructions}\n</scenario>"
 
     async def reply(self, task: Tau2Task, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]:
-        from pivotgym.policy.engines.base import SamplingParams
-
-        ids = self.chat.prompt_ids(self.prompt(task, messages))
-        sampling = SamplingParams(temperature=0.0, top_p=1.0, top_k=-1,
-                                  max_new_tokens=self.max_new_tokens,
-                                  stop_token_ids=tuple(self.chat.stop_ids), seed=0)  # fmt: skip
-        (sample,) = await self.engine.generate(ids, 1, sampling)
-        text = sample.text.strip()
+        text = await user_reply(self.engine, self.chat, self.system(task), messages,
+                                self.max_new_tokens)  # fmt: skip
         return text, any(end in text for end in ENDINGS)

@@ -22,14 +22,15 @@ turn must do the same kind of thing.
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pivotgym.envs.tau2.user import asked_facts
-from pivotgym.verifiers.base import Call, State, Verdict, Verifier, failed, infra, passed
-from pivotgym.verifiers.dialogue import FACT, asks_to_confirm, same_message
-from pivotgym.verifiers.schema import canonical_json
+from pivotgym.envs.tau2.world import Tau2World
+from pivotgym.verifiers.base import Call, State, Verdict, failed, infra, passed
+from pivotgym.verifiers.conversation import ToolTurn, same_results
+from pivotgym.verifiers.dialogue import FACT, asks_to_confirm
 
 # τ²'s identifiers, then the shared facts (numbers, dates, times, amounts).
 TAU2_FACT = re.compile(
@@ -42,56 +43,30 @@ def _asked(text: str) -> list[str]:
     return [] if asks_to_confirm(text) else asked_facts(text)
 
 
-def _result(content: str) -> str:
-    try:
-        return canonical_json(json.loads(content))
-    except ValueError:
-        return content
-
-
-class Tau2Verifier(Verifier):
+class Tau2Verifier(ToolTurn):
     """See the module docstring. ``threshold``: the similarity a message needs."""
 
     name = "tau2"
+    pattern = TAU2_FACT
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError("threshold must be in [0, 1]")
-        self.threshold = threshold
+    def asked(self, state: State) -> Callable[[str], list[str]]:
+        return _asked
 
-    async def check(
-        self,
-        state: State,
-        action: dict[str, Any],
-        calls: list[Call],
-        reference: dict[str, Any],
-        reference_calls: list[Call],
-    ) -> Verdict:
-        if bool(calls) != bool(reference_calls):
-            want = "tool calls" if reference_calls else "a message to the user"
-            return failed(f"the expert made {want}")
-        if not calls:
-            return same_message(action.get("content") or "", reference.get("content") or "",
-                                asked=_asked, threshold=self.threshold,
-                                pattern=TAU2_FACT)  # fmt: skip
-        mine = sorted(canonical_json([c.name, c.canonical]) for c in calls)
-        theirs = sorted(canonical_json([c.name, c.canonical]) for c in reference_calls)
-        if mine == theirs:
-            return passed("same calls")
+    async def effect(self, state: State, calls: list[Call], reference: list[Call]) -> Verdict:
         env = state.env
         world = getattr(env, "world", None)
-        if world is None or not hasattr(world, "same_state"):
+        if not isinstance(world, Tau2World):
             return infra("tau2 needs a τ² environment restored at s_t")
         sample, expert = await world.fork(2)
         try:
             got = [self._run(env, sample, c) for c in calls]
-            want = [self._run(env, expert, c) for c in reference_calls]
+            want = [self._run(env, expert, c) for c in reference]
             if not sample.same_state(expert):
                 return failed("changes τ²'s database otherwise than the expert's calls")
         finally:
             await sample.close()
             await expert.close()
-        if sorted(map(_result, got)) != sorted(map(_result, want)):
+        if not same_results(got, want):
             return failed("returns other results than the expert's calls")
         return passed("same effect and results as the expert's calls")
 

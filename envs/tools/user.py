@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pivotgym.envs.tools.domain import Domain, ToolTask, get_domain
+from pivotgym.policy.roleplay import user_reply
 from pivotgym.verifiers.dialogue import CONFIRM
 
 STOP = "###STOP###"
@@ -81,38 +82,26 @@ class ScriptedUser:
 
 
 class EngineUser:
-    """A language model as the user: it is told the scenario, sees the conversation with
-    the roles swapped, and stops by saying :data:`STOP`."""
+    """A language model as the user (:mod:`pivotgym.policy.roleplay`): it is told the
+    scenario, sees the conversation with the roles swapped, and stops by saying
+    :data:`STOP`."""
 
     def __init__(self, engine: Any, chat: Any, *, max_new_tokens: int = 128) -> None:
         self.engine = engine
         self.chat = chat
         self.max_new_tokens = max_new_tokens
 
-    def prompt(self, task: ToolTask, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def system(self, task: ToolTask) -> str:
         scenario = task.scenario
         facts = "\n".join(f"- {k}: {v}" for k, v in scenario.known.items())
-        system = (
+        return (
             f"You are {scenario.persona} You are talking to a customer service agent. "
             f"Your goal: {scenario.goal}. Facts you know:\n{facts}\n"
             "Answer the agent's questions briefly from these facts only; say yes when "
             f"asked to confirm what you want. When you are done, say {STOP}."
         )
-        turns = [{"role": "system", "content": system}]
-        for m in messages:
-            if m.get("role") == "user":
-                turns.append({"role": "assistant", "content": m.get("content") or ""})
-            elif m.get("role") == "assistant" and m.get("content") and not m.get("tool_calls"):
-                turns.append({"role": "user", "content": m["content"]})
-        return turns
 
     async def reply(self, task: ToolTask, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]:
-        from pivotgym.policy.engines.base import SamplingParams
-
-        ids = self.chat.prompt_ids(self.prompt(task, messages))
-        sampling = SamplingParams(temperature=0.0, top_p=1.0, top_k=-1,
-                                  max_new_tokens=self.max_new_tokens,
-                                  stop_token_ids=tuple(self.chat.stop_ids), seed=0)  # fmt: skip
-        (sample,) = await self.engine.generate(ids, 1, sampling)
-        text = sample.text.strip()
+        text = await user_reply(self.engine, self.chat, self.system(task), messages,
+                                self.max_new_tokens)  # fmt: skip
         return text, STOP in text

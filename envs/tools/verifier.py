@@ -26,45 +26,23 @@ turn must do the same kind of thing.
 from __future__ import annotations
 
 import functools
-import json
-from typing import Any
+from collections.abc import Callable
 
 from pivotgym.envs.tools.user import asked_facts
-from pivotgym.verifiers.base import Call, State, Verdict, Verifier, failed, infra, passed
-from pivotgym.verifiers.dialogue import same_message
-from pivotgym.verifiers.schema import canonical_json
+from pivotgym.verifiers.base import Call, State, Verdict, failed, infra, passed
+from pivotgym.verifiers.conversation import ToolTurn, same_results
 
 
-class ToolApi(Verifier):
+class ToolApi(ToolTurn):
     """See the module docstring. ``threshold``: the similarity a message needs."""
 
     name = "tool_api"
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError("threshold must be in [0, 1]")
-        self.threshold = threshold
+    def asked(self, state: State) -> Callable[[str], list[str]] | None:
+        domain = getattr(state.env, "domain", None)
+        return None if domain is None else functools.partial(asked_facts, domain)
 
-    async def check(
-        self,
-        state: State,
-        action: dict[str, Any],
-        calls: list[Call],
-        reference: dict[str, Any],
-        reference_calls: list[Call],
-    ) -> Verdict:
-        if bool(calls) != bool(reference_calls):
-            want = "tool calls" if reference_calls else "a message to the user"
-            return failed(f"the expert made {want}")
-        if not calls:
-            domain = getattr(state.env, "domain", None)
-            asked = None if domain is None else functools.partial(asked_facts, domain)
-            return same_message(action.get("content") or "", reference.get("content") or "",
-                                asked=asked, threshold=self.threshold)  # fmt: skip
-        mine = sorted(canonical_json([c.name, c.canonical]) for c in calls)
-        theirs = sorted(canonical_json([c.name, c.canonical]) for c in reference_calls)
-        if mine == theirs:
-            return passed("same calls")
+    async def effect(self, state: State, calls: list[Call], reference: list[Call]) -> Verdict:
         env = state.env
         db = getattr(getattr(env, "world", None), "db", None)
         if db is None:
@@ -72,7 +50,7 @@ class ToolApi(Verifier):
         toolkit = env.domain.toolkit
         sample_db, expert_db = db.fork(), db.fork()
         got = [toolkit.call(sample_db, c.name, c.arguments) for c in calls]
-        want = [toolkit.call(expert_db, c.name, c.arguments) for c in reference_calls]
+        want = [toolkit.call(expert_db, c.name, c.arguments) for c in reference]
         if any(o.error for o in want):
             return infra(
                 f"the expert's call failed here: {next(o.content for o in want if o.error)}"
@@ -80,13 +58,6 @@ class ToolApi(Verifier):
         if not sample_db.same_as(expert_db):
             return failed("changes the database otherwise than the expert's calls",
                           diff=expert_db.diff(sample_db))  # fmt: skip
-        if sorted(map(_parsed, got)) != sorted(map(_parsed, want)):
+        if not same_results([o.content for o in got], [o.content for o in want]):
             return failed("returns other results than the expert's calls")
         return passed("same effect and results as the expert's calls")
-
-
-def _parsed(outcome: Any) -> str:
-    try:
-        return canonical_json(json.loads(outcome.content))
-    except ValueError:
-        return outcome.content

@@ -6,7 +6,9 @@
 through any engine), and the combinators :func:`any_of`, :func:`all_of`,
 :func:`weighted`. Verifiers that execute actions in forks of the restored state belong
 to their environment and register by entry point (the terminal's ``execution``, the
-tool APIs' ``tool_api``). Build one by name with :func:`get_verifier`, or an environment's
+tool APIs' ``tool_api``, τ²'s ``tau2``); the tool-API ones share the frame of
+:mod:`pivotgym.verifiers.conversation` and the message rule of
+:mod:`pivotgym.verifiers.dialogue`. Build one by name with :func:`get_verifier`, or an environment's
 default with :func:`default_verifier`::
 
     state = await restore(env, candidate)
