@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -97,3 +98,23 @@ def test_read_done_cuts_a_torn_line(tmp_path: Path) -> None:
 def test_summary_excludes_infrastructure_failures() -> None:
     assert summarize([1.0, 0.0, 0.0], [False, False, True]) == (2, 0.5, 0.25)
     assert summarize([0.0], [True]) == (0, 0.0, 0.0)
+
+
+def test_a_state_beyond_the_models_context_is_not_sampled_and_never_a_pivot(
+    profiler: Profiler, tmp_path: Path
+) -> None:
+    cands = pool()[:3]
+    lengths = [len(profiler.chat.prompt_ids(c.prefix, TerminalEnv.tools)) for c in cands]
+    short = copy.copy(profiler.chat)  # a model that reads only the shortest of them
+    short.context_length = min(lengths) + profiler.settings.max_new_tokens
+    narrow = Profiler(
+        engine=profiler.engine, chat=short, verifier=profiler.verifier,
+        make_env=profiler.make_env, tools=TerminalEnv.tools, settings=profiler.settings,
+    )  # fmt: skip
+    rows = asyncio.run(narrow.run(cands, tmp_path / "p.jsonl", show_progress=False))
+    beyond = [r["beyond_context"] for r in rows]
+    assert beyond == [n > min(lengths) for n in lengths] and any(beyond)
+    assert all(r["k"] == 0 and r["rewards"] == [] for r in rows if r["beyond_context"])
+    assert all(r["k"] == 3 for r in rows if not r["beyond_context"])
+    _, report = select_pivots(rows, 0.75)
+    assert report.beyond_context == sum(beyond) and report.no_valid_samples == 0

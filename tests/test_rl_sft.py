@@ -54,6 +54,16 @@ def test_mask_on_bundled_trajectories_with_tools(fmt):
         assert trained_spans(sample) == expected
 
 
+def test_a_conversation_is_cut_at_the_models_context(fmt):
+    whole = sft_sample(fmt, CONVERSATION)
+    cut = sft_sample(fmt, CONVERSATION, max_tokens=len(whole.input_ids) // 2)
+    assert cut.input_ids == whole.input_ids[: len(cut.input_ids)]
+    assert cut.loss_mask == whole.loss_mask[: len(cut.input_ids)]
+    assert 0 < cut.num_trained < whole.num_trained
+    first_turn = whole.loss_mask.index(True)
+    assert sft_sample(fmt, CONVERSATION, max_tokens=first_turn).num_trained == 0
+
+
 def test_sft_loss_decreases_and_resumes_exactly(fmt, tmp_path):
     examples = [sft_sample(fmt, CONVERSATION[: k + 1]) for k in (2, 4, 6)]
     optim = OptimConfig(lr=3e-3, warmup_steps=1, micro_batch_size=2)

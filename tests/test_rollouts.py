@@ -121,6 +121,17 @@ def test_no_episode_runs_past_the_model_context(tmp_path: Path) -> None:
     assert [m["role"] for m in rollout.messages].count("assistant") == rollout.turns
 
 
+def test_a_task_the_model_cannot_read_ends_before_its_first_turn(tmp_path: Path) -> None:
+    task = pivotgym.load_task(make_task(tmp_path))
+    fmt = ChatFormat(tiny_tokenizer())
+    engine = ScriptedEngine(fmt.action_ids(bash_call("echo hi")))
+    first = len(fmt.prompt_ids([{"role": "user", "content": task.instruction}]))
+    (rollout,) = play(engine, fmt, task, 1, max_tokens=first + 10)  # no room for a reply
+    assert engine.prompts == [] and rollout.done and rollout.turns == 0
+    assert rollout.reward == 0.0 and rollout.infra_error is None  # scored, as a cut episode
+    assert rollout.train_sample().num_trained == 0
+
+
 def test_at_most_max_live_episodes_hold_an_environment_and_all_are_played(
     tmp_path: Path,
 ) -> None:

@@ -277,6 +277,8 @@ def test_pivotrl_runs_on_tau2_end_to_end_from_the_command_line(tmp_path: Path, c
     # The airline trajectory is not a retail env's: only retail candidates were profiled.
     rows = [json.loads(line) for line in (out / "profile.jsonl").open()]
     assert len(rows) == 3 and all(r["candidate_id"].startswith("retail/") for r in rows)
+    # A τ² prompt (policy and tool schemas) is longer than pivotgym-tiny's context.
+    assert all(r["beyond_context"] for r in rows) and report["beyond_context"] == 3
     episodes = json.loads((out / "eval_base.json").read_text())["in_domain"]
     assert episodes["episodes"] == 2 and episodes["infra_errors"] == 0
     assert "env.domain" not in (out / "config.toml").read_text()

@@ -38,6 +38,7 @@ class FilterReport:
     no_valid_samples: int
     lambda_diff: float
     mean_histogram: tuple[int, ...]  # 10 bins over [0, 1]
+    beyond_context: int = 0  # states the model could not read: not sampled
 
     @property
     def kept_fraction(self) -> float:
@@ -63,15 +64,19 @@ def select_pivots(
 
     A profile row has ``mean``, ``variance`` and ``n_valid`` (samples that were not
     infrastructure failures); a row with no valid sample is neither kept nor counted as
-    easy or hard.
+    easy or hard, nor is a row of a state beyond the model's context (``beyond_context``,
+    not sampled), which is counted apart.
     """
     if not 0.0 < lambda_diff <= 1.0:
         raise DataError(f"must be in (0, 1], got {lambda_diff}", field="lambda_diff")
     kept: list[Mapping[str, Any]] = []
     histogram = [0] * 10
-    total = zero_var = easy = invalid = 0
+    total = zero_var = easy = invalid = beyond = 0
     for row in profiles:
         total += 1
+        if row.get("beyond_context"):
+            beyond += 1
+            continue
         if not row.get("n_valid"):
             invalid += 1
             continue
@@ -83,7 +88,9 @@ def select_pivots(
             easy += 1
         if is_pivot(mean, variance, lambda_diff):
             kept.append(row)
-    report = FilterReport(total, len(kept), zero_var, easy, invalid, lambda_diff, tuple(histogram))
+    report = FilterReport(
+        total, len(kept), zero_var, easy, invalid, lambda_diff, tuple(histogram), beyond
+    )
     return kept, report
 
 

@@ -12,7 +12,9 @@ from a crash is dropped), and every candidate samples with its own seed derived 
 (seed, candidate id), so an interrupted-and-resumed run writes the same rows as an
 uninterrupted one, in whatever order they finish. A candidate whose recorded state this
 machine does not reproduce (a replayed tool output differs from the record) gets a row
-whose samples are all infrastructure failures, so the filter never keeps it.
+whose samples are all infrastructure failures, so the filter never keeps it. A candidate
+whose prompt leaves the model less than ``max_new_tokens`` of its context is not sampled:
+its row says ``beyond_context`` and has no samples, so the filter never keeps it either.
 
 Concurrency: sampling runs ``engine_batch`` candidates per engine call while the
 previous batch is verified with at most ``sandbox_slots`` candidates at once (bounded
@@ -110,6 +112,7 @@ class _Sampled:
     samples: list[Sample]
     prompt_tokens: int
     sample_s: float
+    beyond_context: bool = False
 
 
 class Profiler:
@@ -133,19 +136,29 @@ class Profiler:
         self.settings = settings
         self.sampling = settings.sampling(chat.stop_ids)
 
+    def readable(self, prompt: Sequence[int]) -> bool:
+        """Whether the model can read ``prompt`` and still write an action within its
+        context (always, where the tokenizer does not say how long that is)."""
+        limit = self.chat.context_length
+        return limit is None or len(prompt) + self.settings.max_new_tokens <= limit
+
     async def _sample(self, batch: list[Candidate]) -> list[_Sampled]:
         start = time.perf_counter()
         prompts = self.chat.batch_prompt_ids(
             [c.prefix for c in batch], each_tools=[c.tools_or(self.tools) for c in batch]
         )
-        seeds = [candidate_seed(self.settings.seed, c.id) for c in batch]
+        # A state the model cannot read is not sampled: what it would write there says
+        # nothing of the policy, and costs a forward pass over a prompt past its context.
+        read = [i for i, p in enumerate(prompts) if self.readable(p)]
+        seeds = [candidate_seed(self.settings.seed, batch[i].id) for i in read]
         groups = await self.engine.generate_batch(
-            prompts, self.settings.k, self.sampling, seeds=seeds
-        )
+            [prompts[i] for i in read], self.settings.k, self.sampling, seeds=seeds
+        ) if read else []  # fmt: skip
+        sampled = dict(zip(read, groups, strict=True))
         seconds = (time.perf_counter() - start) / len(batch)
         return [
-            _Sampled(c, list(g), len(p), seconds)
-            for c, g, p in zip(batch, groups, prompts, strict=True)
+            _Sampled(c, list(sampled.get(i, ())), len(p), seconds, i not in sampled)
+            for i, (c, p) in enumerate(zip(batch, prompts, strict=True))
         ]
 
     async def _batches(self, todo: list[Candidate]) -> AsyncIterator[list[_Sampled]]:
@@ -170,6 +183,8 @@ class Profiler:
                     await pending
 
     async def _verify(self, envs: asyncio.Queue[AsyncEnv], item: _Sampled) -> dict[str, Any]:
+        if item.beyond_context:
+            return self._row(item, [], time.perf_counter())
         env = await envs.get()
         start = time.perf_counter()
         try:
@@ -186,6 +201,9 @@ class Profiler:
                 verdicts = await self.verifier.verify_many(state, actions, item.candidate.reference)
         finally:
             envs.put_nowait(env)
+        return self._row(item, verdicts, start)
+
+    def _row(self, item: _Sampled, verdicts: list[Verdict], start: float) -> dict[str, Any]:
         rewards = [v.reward for v in verdicts]
         infra = [v.infra_error for v in verdicts]
         n_valid, mean, variance = summarize(rewards, infra)
@@ -209,6 +227,7 @@ class Profiler:
             "weight_version": item.samples[0].weight_version if item.samples else None,
             "seed": candidate_seed(self.settings.seed, c.id),
             "seconds": {"sample": item.sample_s, "verify": time.perf_counter() - start},
+            "beyond_context": item.beyond_context,
         }
 
     async def run(

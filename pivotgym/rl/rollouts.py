@@ -11,7 +11,9 @@ conversation after a step renders to the previous prompt, the canonical ids of t
 action, then the new ids.
 
 No episode runs past the model's context (:attr:`ChatFormat.context_length`): one whose
-next prompt would leave less room than ``max_new_tokens`` ends there and its test scores it.
+next prompt would leave less room than ``max_new_tokens`` ends there and its test scores it;
+one whose first prompt already does (a task the model cannot read) ends before its first
+turn, scored as a cut episode, with nothing sampled.
 """
 
 from __future__ import annotations
@@ -116,10 +118,23 @@ async def collect(
             resets = await asyncio.gather(
                 *(envs[i].areset(options={"task": task_of[i]}) for i in starting)
             )
+            unread = []
             for i, (obs, _) in zip(starting, resets, strict=True):
                 conversations[i] = obs
                 rollouts[i].segments.append((chat.prompt_ids(obs, envs[i].tools), None))
-            active += starting
+                if room is not None and rollouts[i].length > room:
+                    unread.append(i)
+            for i in unread:
+                try:
+                    rollouts[i].reward, _ = await envs[i].aevaluate(terminated=False)
+                except InfraError as exc:
+                    rollouts[i].infra_error = str(exc)
+                rollouts[i].done = True
+                await envs.pop(i).aclose()
+                del conversations[i]
+            active += [i for i in starting if i not in unread]
+            if not active:
+                continue
             prompts = [rollouts[i].running_ids for i in active]
             seeds = [
                 derive_seed(seed, rollouts[i].task, rollouts[i].index, rollouts[i].turns)

@@ -29,8 +29,12 @@ def sft_sample(
     fmt: ChatFormat,
     messages: Sequence[Mapping[str, Any]],
     tools: Sequence[Mapping[str, Any]] | None = None,
+    max_tokens: int | None = None,
 ) -> TrainSample:
-    """The conversation's ids with every assistant turn's action ids trained.
+    """The conversation's ids with every assistant turn's action ids trained, cut at
+    ``max_tokens`` (the model's context: positions past it were never trained, and a
+    turn there is one the model could not have read its way to; a conversation whose
+    first turn lies past it has nothing trained).
 
     Raises :class:`~pivotgym.errors.DataError` if an assistant turn's ids are not where
     the prefix's prompt ends (a template that is not prefix-preserving).
@@ -48,6 +52,8 @@ def sft_sample(
                 field=f"messages[{i}]",
             )
         mask[start : start + len(action)] = [True] * len(action)
+    if max_tokens is not None:
+        ids, mask = ids[:max_tokens], mask[:max_tokens]
     return TrainSample(tuple(ids), tuple(mask))
 
 

@@ -61,15 +61,17 @@ class PivotRL(GRPORun):
             pivots = random.Random(self.config.seed).sample(pool, len(pivots))
         elif self.config.train.pivot_source != "filter":
             raise DataError("must be 'filter' or 'random'", field="train.pivot_source")
+        unread = f"; {r.beyond_context} beyond the model's context" if r.beyond_context else ""
         console.print(
             f"[bold]{r.kept} pivots[/] kept of {r.candidates} ({r.kept_fraction:.0%}); "
-            f"μ histogram {list(r.mean_histogram)}"
+            f"μ histogram {list(r.mean_histogram)}{unread}"
         )
         found = dict(
             candidates=r.candidates,
             pivots=r.kept,
             kept_fraction=r.kept_fraction,
             lambda_diff=self.lambda_diff,
+            beyond_context=r.beyond_context,
         )
         base = await self.timed_eval("base")
         if not pivots:

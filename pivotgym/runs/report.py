@@ -20,6 +20,11 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append((label, str(report[key])))
     if "pivots" in report:
         rows.append(("pivots kept", f"{report['pivots']} ({report['kept_fraction']:.0%})"))
+    if report.get("beyond_context"):
+        rows.append(("candidates beyond the model's context", str(report["beyond_context"])))
+    if report.get("beyond_context_examples"):
+        rows.append(("trajectories beyond the model's context",
+                     str(report["beyond_context_examples"])))  # fmt: skip
     ledger = report.get("ledger", {})
     rows.append(("rollout turns", str(ledger.get("model_calls", 0))))
     rows.append(("wall-clock", f"{report['timings']['total_s']:.0f} s"))
