@@ -61,6 +61,7 @@ from typing import Any
 from pivotgym.core.replay import Normalizer
 from pivotgym.errors import InfraError
 from pivotgym.sandbox.base import DETERMINISTIC_ENV
+from pivotgym.sandbox.shell import STATE_DIR
 from pivotgym.sandbox.state import TreeEntry, printable, read_small_file, read_tree
 from pivotgym.verifiers.base import (
     Call,
@@ -77,7 +78,6 @@ from pivotgym.verifiers.base import (
 from pivotgym.verifiers.match import compare_names
 from pivotgym.verifiers.schema import canonical_json
 
-STATE_DIR = "/run/pivotgym"
 IGNORED_VARIABLES = frozenset({"OLDPWD", "PWD", "SHLVL", "_"})
 COMPONENTS = ("files", "shell", "exit", "output")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")

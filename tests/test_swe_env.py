@@ -1,0 +1,256 @@
+"""The SWE env: bundled repositories, SWE-agent's editor, episodes graded as SWE-bench
+grades them (and not fooled by edited tests or planted files), reset to a turn and
+fork, on every sandbox backend."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from terminal_tasks import BACKENDS
+
+import pivotgym
+from pivotgym.core.trajectory import Trajectory
+from pivotgym.envs.swe.env import SWEEnv
+from pivotgym.envs.swe.grader import statuses
+from pivotgym.envs.swe.repos import BUNDLES, REPOS, clone, git
+from pivotgym.envs.swe.tasks import SWETask, load_task_file, materialize, task_from_json
+from pivotgym.errors import DataError
+
+SOURCE = "/testbed/inflection/__init__.py"
+BUGGY, FIXED = "in (11, 12):", "in (11, 12, 13):"
+FAILING = [f"test_inflection.py::test_{f}[{n}-{n}th]" for f in ("ordinal", "ordinalize")
+           for n in ("-13", "-113", "13", "113")]  # fmt: skip
+PASSING = ["test_inflection.py::test_pluralize_plurals",
+           "test_inflection.py::test_pluralize_singular[funky jeans-funky jeans]",
+           "test_inflection.py::test_ordinal[1-1st]",
+           "test_inflection.py::test_ordinal[11-11th]"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> SWETask:
+    """inflection's ``ordinal`` with 13 left out of the teens: 13th reads 13rd."""
+    tree = tmp_path_factory.mktemp("inflection") / "repo"
+    clone(REPOS["inflection"], tree)
+    source = tree / "inflection" / "__init__.py"
+    source.write_text(source.read_text().replace(FIXED, BUGGY))
+    bug = git("diff", cwd=tree)
+    return task_from_json({
+        "instance_id": "inflection-ordinal", "repo": "inflection", "bug_patch": bug,
+        "problem_statement": "inflection.ordinalize(13) returns '13rd'; it should be '13th'.",
+        "FAIL_TO_PASS": FAILING, "PASS_TO_PASS": PASSING,
+    })  # fmt: skip
+
+
+def call(name: str, **arguments) -> dict:
+    function = {"name": name, "arguments": json.dumps(arguments)}
+    return {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "c", "type": "function", "function": function}]}  # fmt: skip
+
+
+def edit(old: str, new: str, path: str = SOURCE) -> dict:
+    return call("str_replace_editor", command="str_replace", path=path, old_str=old, new_str=new)
+
+
+@pytest.fixture(params=BACKENDS)
+def make(request: pytest.FixtureRequest, task: SWETask):
+    envs: list[SWEEnv] = []
+
+    def build() -> SWEEnv:
+        env = pivotgym.make("swe", tasks=[task], sandbox=request.param)
+        envs.append(env)
+        env.reset(options={"task": task})
+        return env
+
+    yield build
+    for env in envs:
+        env.close()
+
+
+def test_every_bundled_repository_clones_with_its_licence_beside_it(tmp_path: Path) -> None:
+    assert len(REPOS) >= 8 and sum(r.held_out for r in REPOS.values()) >= 2
+    total = sum(p.stat().st_size for p in BUNDLES.iterdir())
+    assert total < 20 << 20
+    for repo in REPOS.values():
+        licence = BUNDLES / f"{repo.name}.LICENSE"
+        assert licence.read_text().strip(), repo.name
+        clone(repo, tmp_path / repo.name)
+        assert (tmp_path / repo.name / repo.licence_file).read_text() == licence.read_text()
+        assert (tmp_path / repo.name / repo.package.removesuffix(".py")).exists()
+
+
+def test_the_task_tree_is_the_release_with_the_bug_committed(task: SWETask) -> None:
+    tree = materialize(task)
+    assert BUGGY in (tree / "inflection" / "__init__.py").read_text()
+    assert git("status", "--porcelain", cwd=tree) == ""
+    log = git("log", "--format=%s", cwd=tree).split("\n")
+    assert log[:2] == ["the task's state", "inflection 0.5.1"]
+    # The same commit wherever it is made: the sandboxes' fixed identity and date.
+    assert materialize(task) == tree
+
+
+def test_a_fix_resolves_the_issue_and_a_wrong_one_does_not(make) -> None:
+    env = make()
+    obs, *_ = env.step(call("bash", command="python -m pytest -q test_inflection.py | tail -1"))
+    assert "8 failed" in obs[-1]["content"]
+    env.step(edit(BUGGY, FIXED))
+    obs, reward, terminated, _, info = env.step(call("submit"))
+    assert terminated and reward == 1.0, info["test"]
+    assert f"+    if number % 100 {FIXED}" in obs[-1]["content"]  # submit shows the diff
+    status = info["test"]["tests_status"]
+    assert status["FAIL_TO_PASS"]["success"] == FAILING
+    assert status["PASS_TO_PASS"]["success"] == PASSING
+
+    wrong = make()  # 13 fixed, the teens' 11 broken
+    wrong.step(edit(BUGGY, "in (12, 13):"))
+    _, reward, _, _, info = wrong.step(call("submit"))
+    assert reward == 0.0 and info["test"]["tests_status"]["PASS_TO_PASS"]["failure"]
+
+
+@pytest.mark.parametrize(
+    "cheat",
+    [
+        # The failing tests rewritten to expect what the bug gives.
+        "sed -i 's/13th/13rd/g' test_inflection.py",
+        # A conftest.py that reports every test passed.
+        "printf 'import pytest\\n@pytest.hookimpl(hookwrapper=True)\\n"
+        "def pytest_runtest_makereport(item, call):\\n    out = yield\\n"
+        '    out.get_result().outcome = "passed"\\n\' > conftest.py',
+        # A pytest.ini that deselects the failing tests.
+        "printf '[pytest]\\naddopts = -k \"not 13\"\\n' > pytest.ini",
+        # A top-level module that shadows the package under test.
+        "mkdir -p shadow && printf 'def ordinal(n):\\n    return \"th\"\\n' > inflection.py",
+    ],
+    ids=["edited-tests", "conftest", "pytest-ini", "shadowing-module"],
+)
+def test_no_planted_file_or_edited_test_makes_an_unfixed_bug_pass(make, cheat: str) -> None:
+    env = make()
+    env.step(call("bash", command=cheat))
+    _, reward, terminated, _, info = env.step(call("submit"))
+    assert terminated and reward == 0.0, info["test"]
+    assert info["test"]["ignored"], "what the grader left out is reported"
+    assert info["test"]["tests_status"]["FAIL_TO_PASS"]["failure"] == FAILING
+
+
+def test_the_editor_speaks_swe_agents_interface(make) -> None:
+    env = make()
+
+    def say(**arguments) -> str:
+        return env.step(call("str_replace_editor", **arguments))[0][-1]["content"]
+
+    head = say(command="view", path=SOURCE, view_range=[1, 2])
+    assert head.startswith(f"Here's the result of running `cat -n` on {SOURCE}:\n     1\t")
+    assert "directories up to 2 levels deep in /testbed, excluding hidden items:\n/testbed\n" in (
+        say(command="view", path="/testbed")
+    )
+    assert say(command="view", path="inflection/__init__.py") == (
+        "The path inflection/__init__.py is not an absolute path, it should start with `/`. "
+        f"Maybe you meant {SOURCE}?\n"
+    )
+    assert say(command="view", path="/testbed/nope.py") == (
+        "The path /testbed/nope.py does not exist. Please provide a valid path.\n"
+    )
+    assert "Multiple occurrences of old_str `return` in lines [" in say(
+        command="str_replace", path=SOURCE, old_str="return", new_str="yield"
+    )
+    assert say(command="str_replace", path=SOURCE, old_str="no such text", new_str="x") == (
+        f"No replacement was performed, old_str `no such text` did not appear verbatim in "
+        f"{SOURCE}.\n"
+    )
+    edited = say(command="str_replace", path=SOURCE, old_str=BUGGY, new_str=FIXED)
+    assert edited.startswith(f"The file {SOURCE} has been edited. Here's the result of running ")
+    assert edited.endswith("Review the changes and make sure they are as expected. Edit the file "
+                           "again if necessary.\n")  # fmt: skip
+    created = say(command="create", path="/testbed/notes.txt", file_text="one\ntwo")
+    assert created == "File created successfully at: /testbed/notes.txt\n"
+    assert "Cannot overwrite files using command `create`" in say(
+        command="create", path="/testbed/notes.txt", file_text="x"
+    )
+    inserted = say(command="insert", path="/testbed/notes.txt", insert_line=1, new_str="1.5")
+    assert "     2\t1.5\n" in inserted and "(correct indentation, no duplicate lines" in inserted
+    assert "Last edit to /testbed/notes.txt undone successfully." in say(
+        command="undo_edit", path="/testbed/notes.txt"
+    )
+    assert say(command="view", path="/testbed/notes.txt").endswith("     1\tone\n     2\ttwo\n\n")
+    # Arguments the tool's schema does not take are refused before anything runs.
+    assert "must be int" in say(command="insert", path="/testbed/notes.txt",
+                                insert_line="1", new_str="x")  # fmt: skip
+
+
+def test_reset_to_any_turn_and_forks_keep_the_repository_and_the_edit_history(make) -> None:
+    env = make()
+    steps = [
+        call("bash", command="cd inflection && ls"),
+        edit(BUGGY, FIXED),
+        call("str_replace_editor", command="view", path=SOURCE, view_range=[225, 227]),
+        call("bash", command="pwd; git diff --stat"),
+    ]
+    for action in steps:
+        env.step(action)
+    trajectory = Trajectory(id="fixing", env="swe", task=env.task.to_json(),
+                            messages=list(env.messages))  # fmt: skip
+    restored = pivotgym.make("swe", tasks=[], sandbox=env.options.sandbox)
+    for turn in range(len(steps) + 1):
+        restored.reset(options={"trajectory": trajectory, "turn": turn})
+        assert restored.messages == trajectory.prefix(turn)
+        text = (restored.sandbox.host_dir("/testbed") / "inflection/__init__.py").read_text()
+        assert (FIXED in text) == (turn >= 2)
+    # Views change nothing, so they were not replayed; the shell's cwd came back.
+    assert restored.stats.replayed_steps <= 3
+    obs, *_ = restored.step(call("bash", command="pwd"))
+    assert obs[-1]["content"] == "/testbed/inflection\n"
+    a, b = restored.fork(2)
+    a.step(call("str_replace_editor", command="undo_edit", path=SOURCE))
+    assert BUGGY in (a.sandbox.host_dir("/testbed") / "inflection/__init__.py").read_text()
+    assert FIXED in (b.sandbox.host_dir("/testbed") / "inflection/__init__.py").read_text()
+    _, reward_a, *_ = a.step(call("submit"))
+    _, reward_b, *_ = b.step(call("submit"))
+    assert (reward_a, reward_b) == (0.0, 1.0)
+    for e in (a, b, restored):
+        e.close()
+
+
+def test_instances_load_in_swe_benchs_shapes_and_bad_ones_name_their_field(
+    task: SWETask, tmp_path: Path
+) -> None:
+    row = task.to_json()
+    encoded = dict(row, FAIL_TO_PASS=json.dumps(row["FAIL_TO_PASS"]))  # the datasets' form
+    path = tmp_path / "instances.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps(encoded) + "\n")
+    first, second = load_task_file(path)
+    assert first == second == task
+    path.write_text(json.dumps(row) + "\n" + json.dumps(dict(row, FAIL_TO_PASS=[])) + "\n")
+    with pytest.raises(DataError, match=r"instances.jsonl:2: FAIL_TO_PASS: an instance needs"):
+        load_task_file(path)
+    path.write_text(json.dumps(dict(row, repo="django/django")) + "\n")
+    with pytest.raises(DataError, match=r":1: repo: 'django/django' is not a bundled repository"):
+        load_task_file(path)
+    with pytest.raises(DataError, match=r"repo_path: no git repository there"):
+        missing = task_from_json(dict(row, repo_path=str(tmp_path / "nowhere"), base_commit="abc"))
+        materialize(missing)
+
+
+def test_an_instance_of_a_local_repository_checks_out_its_commit(tmp_path: Path) -> None:
+    repo = tmp_path / "mine"
+    clone(REPOS["inflection"], repo)
+    commit = git("rev-parse", "HEAD", cwd=repo).strip()
+    (repo / "dirty.txt").write_text("uncommitted")
+    instance = {"instance_id": "mine-1", "repo": "me/mine", "repo_path": str(repo),
+                "base_commit": commit, "problem_statement": "p",
+                "FAIL_TO_PASS": ["test_inflection.py::test_ordinal[1-1st]"]}  # fmt: skip
+    with pytest.raises(DataError, match="uncommitted changes"):
+        materialize(task_from_json(instance))
+    subprocess.run(["rm", str(repo / "dirty.txt")], check=True)
+    tree = materialize(task_from_json(instance))
+    assert git("rev-parse", "HEAD", cwd=tree).strip() == commit
+
+
+def test_pytest_report_lines_are_read_as_node_ids() -> None:
+    report = (
+        "PASSED t.py::test_a[x y]\nFAILED t.py::test_b - AssertionError: boom\n"
+        "PASSED t.py::test_b\nERROR t.py::test_c\n"
+    )
+    assert statuses(report) == {"t.py::test_a[x y]": "PASSED", "t.py::test_b": "FAILED",
+                                "t.py::test_c": "ERROR"}  # fmt: skip
