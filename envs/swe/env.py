@@ -77,7 +77,12 @@ class SWEEnv(ToolEnv):
             files=materialize(task),
             dockerfile=dockerfile() if self.backend.name == "docker" else None,
             limits=Limits(**{**LIMITS.__dict__, **overrides}),
-            env={"PYTHONPATH": task.python_path, "PYTHONDONTWRITEBYTECODE": "1"},
+            # A fixed hash seed: test ids made from sets, and outputs, are the same each run.
+            env={
+                "PYTHONPATH": task.python_path,
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONHASHSEED": "0",
+            },
             labels={"task": task.instance_id, "env": self.name},
         )
 

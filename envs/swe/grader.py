@@ -4,8 +4,8 @@ The agent's sandbox is never graded in place. The grader reads its repository fr
 host side (without following any link the agent made), takes the changes the agent
 made to the task's tree, and applies those that a fix may make to a clean copy of the
 tree in a fresh sandbox, with the task's ``test_patch`` over it, as SWE-bench applies
-its test patch over the model's. There it runs the ``FAIL_TO_PASS`` and ``PASS_TO_PASS``
-tests with pytest. The reward is 1 when every one of them passes (SWE-bench's
+its test patch over the model's. There it runs the task's test files with pytest and
+reads the outcome of the ``FAIL_TO_PASS`` and ``PASS_TO_PASS`` tests from its report. The reward is 1 when every one of them passes (SWE-bench's
 *resolved*), else 0; the info is SWE-bench's report (``tests_status`` with the
 ``success`` and ``failure`` of each list) with the patch graded and what was left out.
 
@@ -184,9 +184,10 @@ class SWEGrader:
             )
             box = await self.env.backend.create(spec)
             try:
-                ids = [*task.fail_to_pass, *task.pass_to_pass]
+                # The test files, not the ids: pytest does not take every id it prints
+                # back (parameters with quotes or spaces), and SWE-bench too reads a log.
                 result = await box.exec(["python3", "-m", "pytest", "-p", "no:cacheprovider",
-                                         "-rA", "-q", "--no-header", *ids])  # fmt: skip
+                                         "-rA", "-q", "--no-header", *task.test_files])  # fmt: skip
             finally:
                 await box.close()
         if result.timed_out:

@@ -1,0 +1,250 @@
+"""Build the SWE env's bundled data from a seed.
+
+::
+
+    python -m pivotgym.envs.swe.build --repos      # fetch the releases, write data/repos/
+    python -m pivotgym.envs.swe.build              # instances and trajectories: data/
+    python -m pivotgym.envs.swe.build --scale 0.05 --out /tmp/swe   # a small build
+    python -m pivotgym.envs.swe.build --check      # rebuild in memory, compare with data/
+
+Per repository, bug candidates (:mod:`pivotgym.envs.swe.bugs`) are drawn with the seed and
+validated by the repository's tests until the repository's share of instances is
+reached: the train repositories give :data:`TRAIN` train instances and :data:`TEST`
+test instances between them, the held-out ones :data:`OOD` out-of-repository
+instances. Each train instance gets one expert trajectory, recorded live in a bwrap
+sandbox (:mod:`pivotgym.envs.swe.expert`). Repositories are built two at a time, one
+process each. Files written:
+
+- ``tasks-train.jsonl.gz``, ``tasks-test.jsonl.gz``, ``tasks-ood.jsonl.gz``: instances in
+  SWE-bench's shape (:mod:`pivotgym.envs.swe.tasks`);
+- ``train.jsonl.gz``: the expert's trajectories;
+- ``report.json``: per repository, candidates tried and kept, instances per kind of
+  bug, and the instances the expert failed on, with why.
+
+A rebuild makes the same instances and the same trajectories, but for the durations
+pytest prints, which ``--check`` masks as replay does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import gzip
+import io
+import json
+import random
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pivotgym.core.replay import normalizer
+from pivotgym.core.trajectory import Trajectory, dumps
+from pivotgym.envs.swe import bugs
+from pivotgym.envs.swe.repos import (
+    BUNDLES,
+    DATA,
+    REPOS,
+    Repo,
+    clone,
+    fetch,
+    git,
+    make_bundle,
+    unpack,
+)
+from pivotgym.envs.swe.tasks import SWETask, encode_tasks, materialize
+
+TRAIN, TEST, OOD = 1000, 150, 75
+WORKERS = 2
+
+
+def _share(total: int, parts: int, index: int) -> int:
+    return total // parts + (index < total % parts)
+
+
+def _gzip(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
+        fh.write(data)
+    return buffer.getvalue()
+
+
+def build_repos(cache: Path) -> None:
+    """Fetch every release and write its bundle and licence (``data/repos``)."""
+    for repo in REPOS.values():
+        data = fetch(repo, cache)
+        with tempfile.TemporaryDirectory() as scratch:
+            tree = Path(scratch) / repo.name
+            tree.mkdir()
+            unpack(repo, data, tree)
+            commit = make_bundle(repo, tree, repo.bundle)
+            shutil.copyfile(tree / repo.licence_file, BUNDLES / f"{repo.name}.LICENSE")
+        size = repo.bundle.stat().st_size
+        print(f"{repo.name} {repo.version}: commit {commit[:12]}, {size:,} bytes")
+
+
+def instances(repo: Repo, wanted: int, seed: int) -> tuple[list[SWETask], dict[str, Any]]:
+    """``wanted`` validated bug instances of ``repo`` (module docstring) and a report."""
+    rng = random.Random(f"swe-{repo.name}-{seed}")
+    with tempfile.TemporaryDirectory(prefix="pivotgym-swe-build-") as scratch:
+        tree = Path(scratch) / repo.name
+        clone(repo, tree)
+        baseline = bugs.run_tests(tree, repo, bugs.test_files(tree, repo))
+        found: list[SWETask] = []
+        tried = 0
+        for candidate in bugs.candidates(tree, repo, rng):
+            if len(found) == wanted:
+                break
+            tried += 1
+            valid = bugs.validate(tree, repo, candidate, baseline)
+            if valid is not None:
+                found.append(_task(tree, repo, valid, len(found), rng))
+    kinds = Counter(t.family for t in found)
+    return found, {"tried": tried, "kept": len(found), "kinds": dict(sorted(kinds.items()))}
+
+
+def _task(tree: Path, repo: Repo, valid: bugs.Validated, index: int, rng: random.Random) -> SWETask:
+    candidate, mutation = valid.candidate, valid.candidate.mutation
+    path = tree / candidate.module
+    original = path.read_text()
+    path.write_text(mutation.apply(original))
+    try:
+        bug_patch = git("diff", "--no-color", cwd=tree)
+        fix = git("diff", "--no-color", "-R", cwd=tree)
+        error = bugs.failure_report(tree, repo, valid.fail_to_pass[0])
+        text = bugs.statement(tree, repo, valid.fail_to_pass[0], error, rng)
+    finally:
+        path.write_text(original)
+    task = SWETask(
+        instance_id=f"{repo.name}-{index:04d}",
+        repo=repo.name,
+        problem_statement=text,
+        fail_to_pass=valid.fail_to_pass,
+        pass_to_pass=valid.pass_to_pass,
+        patch=fix,
+        bug_patch=bug_patch,
+        test_files=candidate.test_files,
+        family=mutation.kind,
+        extra={"mutation": {"kind": mutation.kind, "module": candidate.module,
+                            "function": mutation.function, "line": mutation.line,
+                            "start": mutation.start, "original": mutation.original,
+                            "text": mutation.text}},
+    )  # fmt: skip
+    commit = git("rev-parse", "HEAD", cwd=materialize(task)).strip()
+    return SWETask(**{**task.__dict__, "base_commit": commit})
+
+
+def _repo_job(
+    name: str, train: int, test: int, seed: int
+) -> tuple[str, list[dict], list[dict], dict]:
+    """One repository's instances, split into train and test (run in a worker process)."""
+    found, report = instances(REPOS[name], train + test, seed)
+    return name, [t.to_json() for t in found[test:]], [t.to_json() for t in found[:test]], report
+
+
+async def _demonstrations(tasks: list[SWETask], seed: int) -> tuple[list[Trajectory], list[dict]]:
+    from pivotgym.envs.swe.env import SWEEnv
+    from pivotgym.envs.swe.expert import ExpertError, demonstrate
+
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(tasks)):
+        queue.put_nowait(i)
+    done: dict[int, Trajectory] = {}
+    failed: list[dict] = []
+
+    async def worker() -> None:
+        env = SWEEnv(sandbox="bwrap")
+        try:
+            while not queue.empty():
+                i = queue.get_nowait()
+                try:
+                    done[i] = await demonstrate(env, tasks[i], seed)
+                except ExpertError as exc:
+                    failed.append({"task": tasks[i].instance_id, "why": exc.problem[:300]})
+        finally:
+            await env.aclose()
+
+    await asyncio.gather(*(worker() for _ in range(WORKERS)))
+    return [done[i] for i in sorted(done)], sorted(failed, key=lambda f: f["task"])
+
+
+def build(seed: int = 0, scale: float = 1.0) -> dict[str, bytes]:
+    """Every file by name, as bytes (module docstring)."""
+    from pivotgym.envs.swe.tasks import task_from_json
+
+    train_repos = [r for r in REPOS.values() if not r.held_out]
+    held_out = [r for r in REPOS.values() if r.held_out]
+    jobs = [(r.name, _share(round(TRAIN * scale), len(train_repos), i),
+             _share(round(TEST * scale), len(train_repos), i), seed)
+            for i, r in enumerate(train_repos)]  # fmt: skip
+    jobs += [(r.name, 0, _share(round(OOD * scale), len(held_out), i), seed)
+             for i, r in enumerate(held_out)]  # fmt: skip
+    results = {}
+    with concurrent.futures.ProcessPoolExecutor(WORKERS) as pool:
+        for name, train, test, report in pool.map(_repo_job, *zip(*jobs, strict=True)):
+            results[name] = (train, test, report)
+            print(f"{name}: kept {report['kept']} of {report['tried']} candidates", file=sys.stderr)
+    train_tasks = [task_from_json(t) for r in train_repos for t in results[r.name][0]]
+    test_tasks = [task_from_json(t) for r in train_repos for t in results[r.name][1]]
+    ood_tasks = [task_from_json(t) for r in held_out for t in results[r.name][1]]
+    trajectories, failed = asyncio.run(_demonstrations(train_tasks, seed))
+    report = {
+        "seed": seed,
+        "scale": scale,
+        "repositories": {name: r for name, (_, _, r) in results.items()},
+        "instances": {"train": len(train_tasks), "test": len(test_tasks), "ood": len(ood_tasks)},
+        "trajectories": len(trajectories),
+        "expert_failed": failed,
+        "turns": dict(sorted(Counter(t.num_turns for t in trajectories).items())),
+    }
+    return {
+        "tasks-train.jsonl.gz": _gzip(encode_tasks(train_tasks)),
+        "tasks-test.jsonl.gz": _gzip(encode_tasks(test_tasks)),
+        "tasks-ood.jsonl.gz": _gzip(encode_tasks(ood_tasks)),
+        "train.jsonl.gz": _gzip("".join(dumps(t) + "\n" for t in trajectories).encode()),
+        "report.json": (json.dumps(report, indent=2) + "\n").encode(),
+    }
+
+
+def _masked(data: bytes) -> str:
+    """A file's text with pytest's durations masked, as replay compares outputs."""
+    from pivotgym.envs.swe.env import TIMINGS
+
+    text = gzip.decompress(data).decode() if data[:2] == b"\x1f\x8b" else data.decode()
+    return normalizer(TIMINGS)(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DATA)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=float, default=1.0, help="a share of the full counts")
+    parser.add_argument("--repos", action="store_true", help="fetch the releases (bundles)")
+    parser.add_argument("--sdists", type=Path, help="where fetched releases are kept",
+                        default=Path(tempfile.gettempdir()) / "pivotgym-sdists")  # fmt: skip
+    parser.add_argument("--check", action="store_true", help="compare a rebuild with --out")
+    args = parser.parse_args(argv)
+    if args.repos:
+        build_repos(args.sdists)
+        return 0
+    files = build(args.seed, args.scale)
+    if args.check:
+        differ = [
+            n for n, data in files.items()
+            if not (args.out / n).exists() or _masked((args.out / n).read_bytes()) != _masked(data)
+        ]  # fmt: skip
+        for name in differ:
+            print(f"{args.out / name}: differs from a rebuild", file=sys.stderr)
+        return 1 if differ else 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (args.out / name).write_bytes(data)
+        print(f"{args.out / name}: {len(data):,} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
