@@ -254,3 +254,60 @@ def test_pytest_report_lines_are_read_as_node_ids() -> None:
     )
     assert statuses(report) == {"t.py::test_a[x y]": "PASSED", "t.py::test_b": "FAILED",
                                 "t.py::test_c": "ERROR"}  # fmt: skip
+
+
+def _verdicts(env: SWEEnv, reference: dict, actions: list[dict]) -> list[float]:
+    """The ``swe`` verifier's rewards of ``actions`` where the expert took ``reference``,
+    at the env's current state."""
+
+    from pivotgym.core.candidates import candidates
+    from pivotgym.envs.swe.verifier import SWEVerifier
+    from pivotgym.verifiers.base import State
+
+    trajectory = Trajectory(id="v", env="swe", task=env.task.to_json(),
+                            messages=[*env.messages, reference])  # fmt: skip
+    candidate = list(candidates([trajectory]))[-1]
+
+    async def run() -> list:
+        state = State(candidate, list(env.tools), env=env, task=env.task)
+        return await SWEVerifier().verify_many(state, actions, reference)
+
+    from pivotgym.core.env import run_sync
+
+    verdicts = run_sync(run())
+    assert not any(v.infra_error for v in verdicts), [v.reason for v in verdicts]
+    return [v.reward for v in verdicts]
+
+
+def test_the_verifier_judges_edits_by_their_effect(make) -> None:
+    env = make()
+    expert = edit(BUGGY, FIXED)
+    samples = [
+        expert,
+        edit(BUGGY, "in (11, 12, 13,):"),  # the same syntax tree
+        edit(BUGGY, "in {11, 12, 13}:"),  # other code, the same tests pass and fail
+        edit(BUGGY, "in (12, 13):"),  # fixes 13, breaks 11
+        call("bash", command="sed -i 's/13th/13rd/g' test_inflection.py"),  # the tests
+        call("str_replace_editor", command="view", path=SOURCE),  # looks only
+        call("submit"),
+    ]
+    assert _verdicts(env, expert, samples) == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    # The verifier acts in forks: the env's own state is as it was.
+    assert BUGGY in (env.sandbox.host_dir("/testbed") / "inflection/__init__.py").read_text()
+
+
+def test_the_verifier_judges_test_runs_and_exploration_by_what_they_show(make) -> None:
+    env = make()
+    run = call("bash", command="python -m pytest -q test_inflection.py -k ordinal | tail -3")
+    assert _verdicts(env, run, [
+        call("bash", command="python -m pytest test_inflection.py"),
+        call("bash", command="python -m pytest -q -k pluralize test_inflection.py"),
+        call("bash", command="ls"),
+    ]) == [1.0, 0.0, 0.0]  # fmt: skip
+    view = call("str_replace_editor", command="view", path=SOURCE, view_range=[224, 234])
+    assert _verdicts(env, view, [
+        call("str_replace_editor", command="view", path=SOURCE, view_range=[215, 240]),
+        call("bash", command="sed -n 224,234p inflection/__init__.py"),
+        call("bash", command="grep -n 'def ' inflection/__init__.py"),
+        edit(BUGGY, FIXED),
+    ]) == [1.0, 1.0, 0.0, 0.0]  # fmt: skip

@@ -11,6 +11,6 @@ ENV = EnvSpec(
     entry_point="pivotgym.envs.swe.env:SWEEnv",
     description="Python repositories with a bug, SWE-agent's tools, tests as rewards",
     candidate_rule="pivotgym.core.candidates:calls_a_tool",
-    verifier="tool_call",
+    verifier="swe",
     task_format="pivotgym.envs.swe.tasks:FORMAT",
 )

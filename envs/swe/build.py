@@ -164,6 +164,10 @@ async def _demonstrations(tasks: list[SWETask], seed: int) -> tuple[list[Traject
                     done[i] = await demonstrate(env, tasks[i], seed)
                 except ExpertError as exc:
                     failed.append({"task": tasks[i].instance_id, "why": exc.problem[:300]})
+                finished = len(done) + len(failed)
+                if finished % 25 == 0 or finished == len(tasks):
+                    print(f"expert: {finished}/{len(tasks)} instances, {len(failed)} failed",
+                          file=sys.stderr)  # fmt: skip
         finally:
             await env.aclose()
 

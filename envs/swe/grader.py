@@ -5,9 +5,10 @@ host side (without following any link the agent made), takes the changes the age
 made to the task's tree, and applies those that a fix may make to a clean copy of the
 tree in a fresh sandbox, with the task's ``test_patch`` over it, as SWE-bench applies
 its test patch over the model's. There it runs the task's test files with pytest and
-reads the outcome of the ``FAIL_TO_PASS`` and ``PASS_TO_PASS`` tests from its report. The reward is 1 when every one of them passes (SWE-bench's
-*resolved*), else 0; the info is SWE-bench's report (``tests_status`` with the
-``success`` and ``failure`` of each list) with the patch graded and what was left out.
+reads the outcome of the ``FAIL_TO_PASS`` and ``PASS_TO_PASS`` tests from its report.
+The reward is 1 when every one of them passes (SWE-bench's *resolved*), else 0; the
+info is SWE-bench's report (``tests_status`` with the ``success`` and ``failure`` of
+each list) with the patch graded and what was left out.
 
 What a fix may change (:func:`graded_change`): the repository's source files. Left
 out, and listed in ``ignored`` with the reason:
