@@ -311,3 +311,122 @@ def test_the_verifier_judges_test_runs_and_exploration_by_what_they_show(make) -
         call("bash", command="grep -n 'def ' inflection/__init__.py"),
         edit(BUGGY, FIXED),
     ]) == [1.0, 1.0, 0.0, 0.0]  # fmt: skip
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "swe"
+
+
+def _swe_agent_file(tmp_path: Path, history: list) -> Path:
+    path = tmp_path / "inflection-ordinal.traj"
+    path.write_text(json.dumps({"environment": "inflection-ordinal", "history": history,
+                                "info": {"exit_status": "submitted"}}))  # fmt: skip
+    return path
+
+
+def test_swe_agent_trajectories_import_and_replay_here(task: SWETask, tmp_path: Path) -> None:
+    from pivotgym.envs.swe.importers import from_swe_agent
+
+    arguments = json.dumps({"command": "str_replace", "path": SOURCE, "old_str": BUGGY,
+                            "new_str": FIXED})  # fmt: skip
+    history = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": [{"type": "text", "text": task.problem_statement}]},
+        {"role": "assistant", "content": "Let me fix it.", "tool_calls": [
+            {"index": 1, "id": "toolu_1", "type": "function",
+             "function": {"name": "str_replace_editor", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_ids": ["toolu_1"], "content": [
+            {"type": "text", "text": "OBSERVATION:\nThe file was edited.\r\n"}]},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "toolu_2", "type": "function",
+             "function": {"name": "submit", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_ids": ["toolu_2"], "content": "OBSERVATION:\ndiff"},
+    ]  # fmt: skip
+    trajectory = from_swe_agent(_swe_agent_file(tmp_path, history), {task.instance_id: task})
+    assert [m["role"] for m in trajectory.messages] == [
+        "system", "user", "assistant", "tool", "assistant", "tool"
+    ]  # fmt: skip
+    assert trajectory.messages[3] == {"role": "tool", "tool_call_id": "toolu_1",
+                                      "content": "The file was edited.\n"}  # fmt: skip
+    # Restored here, its edit is this env's: lenient, since its outputs are SWE-agent's.
+    env = pivotgym.make("swe", tasks=[], divergence="lenient")
+    env.reset(options={"trajectory": trajectory, "turn": 1})
+    assert FIXED in (env.sandbox.host_dir("/testbed") / "inflection/__init__.py").read_text()
+    env.close()
+    history[2]["tool_calls"][0]["function"]["name"] = "find_file"
+    with pytest.raises(DataError, match=r"history\[2\]\.tool_calls\[0\]\.function\.name: "
+                                        r"unknown action 'find_file'"):  # fmt: skip
+        from_swe_agent(_swe_agent_file(tmp_path, history), {task.instance_id: task})
+
+
+def test_openhands_transcripts_map_their_tool_names(task: SWETask) -> None:
+    from pivotgym.envs.swe.importers import from_openhands
+
+    arguments = json.dumps({"command": "ls", "is_input": "false", "safety_risk": "LOW"})
+    trajectory = from_openhands([
+        {"role": "user", "content": task.problem_statement},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function",
+             "function": {"name": "execute_bash", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "README.rst"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c2", "type": "function", "function": {"name": "finish", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c2", "content": "done"},
+    ], task)  # fmt: skip
+    calls = [m["tool_calls"][0]["function"] for m in trajectory.messages if m.get("tool_calls")]
+    assert calls == [{"name": "bash", "arguments": '{"command": "ls"}'},
+                     {"name": "submit", "arguments": "{}"}]  # fmt: skip
+
+
+@pytest.mark.skipif(
+    not SHARED.is_dir(), reason="the shared SWE records are not beside this checkout"
+)
+def test_real_swe_agent_trajectories_map_or_say_why_not() -> None:
+    from pivotgym.envs.swe.importers import from_swe_agent
+
+    smith = SHARED / "swe-smith"
+    instance = json.loads(
+        (smith / "instances" / "pandas-dev__pandas.95280573.pr_53652.json").read_text()
+    )
+    task = SWETask(instance["instance_id"], "pandas-dev/pandas", instance["problem_statement"],
+                   tuple(instance["FAIL_TO_PASS"]), tuple(instance["PASS_TO_PASS"]),
+                   repo_path="/nowhere", base_commit=instance["base_commit"])  # fmt: skip
+    trajectory = from_swe_agent(smith / "trajectories" / f"{task.instance_id}.traj",
+                                {task.instance_id: task})  # fmt: skip
+    assert trajectory.num_turns == 37 and "\r" not in json.dumps(trajectory.messages)
+    names = {c["function"]["name"] for m in trajectory.messages for c in m.get("tool_calls") or []}
+    assert names <= {"bash", "str_replace_editor", "submit"} and "submit" in names
+    agent = SHARED / "swe-agent" / "trajectories"
+    with pytest.raises(DataError, match="unknown action 'find_file'"):
+        from_swe_agent(agent / "function_calling_simple.traj", {"function_calling_simple": task})
+    with pytest.raises(DataError, match="a text action"):
+        from_swe_agent(agent / "pydicom__pydicom-1458" / "pydicom__pydicom-1458.traj",
+                       {"swe_main": task})  # fmt: skip
+
+
+def test_an_instance_whose_tests_do_not_tell_the_fix_is_refused(task: SWETask) -> None:
+    from dataclasses import replace
+
+    from pivotgym.core.env import run_sync
+
+    env = pivotgym.make("swe", tasks=[])
+    gold = replace(task, patch=_reverse(task))
+    run_sync(env.grader.check_instance(gold))  # fails before, passes after: fine
+    with pytest.raises(DataError, match=r"inflection-ordinal: FAIL_TO_PASS: 1 of them pass"):
+        run_sync(env.grader.check_instance(replace(gold, fail_to_pass=(*FAILING, PASSING[0]))))
+    with pytest.raises(DataError, match=r"inflection-ordinal: patch: the gold patch leaves"):
+        run_sync(env.grader.check_instance(replace(gold, patch=_reverse(task).replace(
+            "13):", "14):"))))  # fmt: skip
+    env.close()
+
+
+def _reverse(task: SWETask) -> str:
+    """The gold fix of the fixture's bug, as a diff."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch) / "tree"
+        shutil.copytree(materialize(task), tree)
+        source = tree / "inflection" / "__init__.py"
+        source.write_text(source.read_text().replace(BUGGY, FIXED))
+        return git("diff", cwd=tree)

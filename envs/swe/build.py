@@ -8,11 +8,12 @@
     python -m pivotgym.envs.swe.build --check      # rebuild in memory, compare with data/
 
 Per repository, bug candidates (:mod:`pivotgym.envs.swe.bugs`) are drawn with the seed and
-validated by the repository's tests until the repository's share of instances is
-reached: the train repositories give :data:`TRAIN` train instances and :data:`TEST`
-test instances between them, the held-out ones :data:`OOD` out-of-repository
-instances. Each train instance gets one expert trajectory, recorded live in a bwrap
-sandbox (:mod:`pivotgym.envs.swe.expert`). Repositories are built two at a time, one
+validated by the repository's tests until half again the repository's share is reached
+(or its candidates run out); the instances are then taken from the repositories in turn:
+the train repositories give :data:`TEST` test instances and :data:`TRAIN` train
+instances between them, the held-out ones :data:`OOD` out-of-repository instances.
+Each train instance gets one expert trajectory, recorded live in a bwrap sandbox
+(:mod:`pivotgym.envs.swe.expert`). Repositories are built two at a time, one
 process each. Files written:
 
 - ``tasks-train.jsonl.gz``, ``tasks-test.jsonl.gz``, ``tasks-ood.jsonl.gz``: instances in
@@ -59,10 +60,6 @@ from pivotgym.envs.swe.tasks import SWETask, encode_tasks, materialize
 
 TRAIN, TEST, OOD = 1000, 150, 75
 WORKERS = 2
-
-
-def _share(total: int, parts: int, index: int) -> int:
-    return total // parts + (index < total % parts)
 
 
 def _gzip(data: bytes) -> bytes:
@@ -137,12 +134,10 @@ def _task(tree: Path, repo: Repo, valid: bugs.Validated, index: int, rng: random
     return SWETask(**{**task.__dict__, "base_commit": commit})
 
 
-def _repo_job(
-    name: str, train: int, test: int, seed: int
-) -> tuple[str, list[dict], list[dict], dict]:
-    """One repository's instances, split into train and test (run in a worker process)."""
-    found, report = instances(REPOS[name], train + test, seed)
-    return name, [t.to_json() for t in found[test:]], [t.to_json() for t in found[:test]], report
+def _repo_job(name: str, wanted: int, seed: int) -> tuple[str, list[dict], dict]:
+    """One repository's instances, as JSON (run in a worker process)."""
+    found, report = instances(REPOS[name], wanted, seed)
+    return name, [t.to_json() for t in found], report
 
 
 async def _demonstrations(tasks: list[SWETask], seed: int) -> tuple[list[Trajectory], list[dict]]:
@@ -175,30 +170,55 @@ async def _demonstrations(tasks: list[SWETask], seed: int) -> tuple[list[Traject
     return [done[i] for i in sorted(done)], sorted(failed, key=lambda f: f["task"])
 
 
+def _round_robin(pools: list[list[Any]], total: int) -> list[list[Any]]:
+    """``total`` items taken in turn from the front of each pool (a pool that runs out is
+    passed over), as one list a pool, in the pools' order."""
+    taken: list[list[Any]] = [[] for _ in pools]
+    while sum(map(len, taken)) < total:
+        moved = False
+        for pool, took in zip(pools, taken, strict=True):
+            if len(took) < len(pool) and sum(map(len, taken)) < total:
+                took.append(pool[len(took)])
+                moved = True
+        if not moved:
+            break
+    return taken
+
+
 def build(seed: int = 0, scale: float = 1.0) -> dict[str, bytes]:
-    """Every file by name, as bytes (module docstring)."""
+    """Every file by name, as bytes (module docstring). Each repository is asked for
+    half again its share, so that one with few bugs to give (inflection is a single
+    module) is made up for by the others, taken in turn."""
     from pivotgym.envs.swe.tasks import task_from_json
 
     train_repos = [r for r in REPOS.values() if not r.held_out]
     held_out = [r for r in REPOS.values() if r.held_out]
-    jobs = [(r.name, _share(round(TRAIN * scale), len(train_repos), i),
-             _share(round(TEST * scale), len(train_repos), i), seed)
-            for i, r in enumerate(train_repos)]  # fmt: skip
-    jobs += [(r.name, 0, _share(round(OOD * scale), len(held_out), i), seed)
-             for i, r in enumerate(held_out)]  # fmt: skip
-    results = {}
+    train_n, test_n, ood_n = round(TRAIN * scale), round(TEST * scale), round(OOD * scale)
+    ask = -(-3 * (train_n + test_n) // (2 * len(train_repos)))
+    ask_ood = -(-3 * ood_n // (2 * len(held_out)))
+    jobs = [(r.name, ask, seed) for r in train_repos] + [(r.name, ask_ood, seed) for r in held_out]
+    found: dict[str, list[dict]] = {}
+    reports: dict[str, dict] = {}
     with concurrent.futures.ProcessPoolExecutor(WORKERS) as pool:
-        for name, train, test, report in pool.map(_repo_job, *zip(*jobs, strict=True)):
-            results[name] = (train, test, report)
+        for name, made, report in pool.map(_repo_job, *zip(*jobs, strict=True)):
+            found[name], reports[name] = made, report
             print(f"{name}: kept {report['kept']} of {report['tried']} candidates", file=sys.stderr)
-    train_tasks = [task_from_json(t) for r in train_repos for t in results[r.name][0]]
-    test_tasks = [task_from_json(t) for r in train_repos for t in results[r.name][1]]
-    ood_tasks = [task_from_json(t) for r in held_out for t in results[r.name][1]]
+    pools = [found[r.name] for r in train_repos]
+    tests = _round_robin(pools, test_n)
+    rest = [pool[len(t) :] for pool, t in zip(pools, tests, strict=True)]
+    trains = _round_robin(rest, train_n)
+    oods = _round_robin([found[r.name] for r in held_out], ood_n)
+    train_tasks = [task_from_json(t) for group in trains for t in group]
+    test_tasks = [task_from_json(t) for group in tests for t in group]
+    ood_tasks = [task_from_json(t) for group in oods for t in group]
     trajectories, failed = asyncio.run(_demonstrations(train_tasks, seed))
+    # A train instance is one with its trajectory: those the expert failed are reported.
+    shown = {t.task["instance_id"] for t in trajectories}
+    train_tasks = [t for t in train_tasks if t.instance_id in shown]
     report = {
         "seed": seed,
         "scale": scale,
-        "repositories": {name: r for name, (_, _, r) in results.items()},
+        "repositories": reports,
         "instances": {"train": len(train_tasks), "test": len(test_tasks), "ood": len(ood_tasks)},
         "trajectories": len(trajectories),
         "expert_failed": failed,

@@ -26,6 +26,8 @@ import json
 import random
 import re
 import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pivotgym.core.trajectory import Trajectory
@@ -92,19 +94,113 @@ def _swapped(text: str) -> str | None:
     return text[: match.start()] + f"{b} {op} {a}" + text[match.end() :]
 
 
-async def demonstrate(env: SWEEnv, task: SWETask, seed: int) -> Trajectory:
-    """The expert's trajectory of ``task`` in ``env`` (module docstring)."""
-    rng = random.Random(f"swe-expert-{task.key}-{seed}")
-    mutation = task.extra.get("mutation")
-    if not isinstance(mutation, dict):
-        raise ExpertError("the task records no mutation to undo", file=task.name)
+@dataclass
+class Plan:
+    """Where a fix lies and the edits that make it.
+
+    ``sites`` are the functions (module, name, first and last line) the expert finds and
+    views; ``edits`` the ``str_replace`` calls (module, ``old_str``, ``new_str``) in order,
+    ``created`` the files it creates; ``wrong`` a first guess to make and take back.
+    """
+
+    package: str
+    sites: list[tuple[str, str, int, int]]
+    edits: list[tuple[str, str, str]]
+    created: list[tuple[str, str]] = field(default_factory=list)
+    wrong: tuple[str, str, str] | None = None
+
+
+def plan_from_mutation(task: SWETask, tree: Path, rng: random.Random) -> Plan:
+    """Undo the task's recorded mutation (or rewrite it equivalently), maybe after a
+    wrong first guess of the same kind elsewhere in the function."""
+    mutation = task.extra["mutation"]
     module = mutation["module"]
-    path = f"{WORKDIR}/{module}"
-    tree = materialize(task)
     buggy = (tree / module).read_text()
     first, last = _span(buggy, mutation["function"])
-    name = mutation["function"].split(".")[-1]
+    start = mutation["start"]
+    end = start + len(mutation["text"])
+    if buggy[start:end] != mutation["text"]:
+        raise ExpertError("the task's tree does not hold its mutation", file=task.name)
+    old, new = _edit(buggy, start, end, mutation["original"])
+    if mutation["kind"] == "flip_comparison" and rng.random() < 0.4:
+        new = _swapped(new) or new  # an equivalent rewrite, not the original text
+    others = [m for m in mutations(buggy, mutation["function"])
+              if m.kind == mutation["kind"] and (m.end <= start or m.start >= end)]  # fmt: skip
+    wrong = None
+    if others and rng.random() < 0.2:
+        guess = rng.choice(others)
+        wrong_old, wrong_new = _edit(buggy, guess.start, guess.end, guess.text)
+        wrong = (module, wrong_old, wrong_new) if wrong_old != old else None
     package = task.bundled.package if task.bundled is not None else module.rsplit("/", 1)[0]
+    name = mutation["function"].split(".")[-1]
+    return Plan(package, [(module, name, first, last)], [(module, old, new)], wrong=wrong)
+
+
+_FILE = re.compile(r"^--- (?:a/)?(\S+)\n\+\+\+ (?:b/)?(\S+)$", re.M)
+_HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@(.*)$")
+_DEF = re.compile(r"\b(?:def|class) (\w+)")
+
+
+def plan_from_patch(task: SWETask, tree: Path) -> Plan:
+    """Make the task's gold ``patch`` hunk by hunk: one ``str_replace`` a hunk (its
+    context and removed lines for its added ones), a ``create`` a new file."""
+    sites: list[tuple[str, str, int, int]] = []
+    edits: list[tuple[str, str, str]] = []
+    created: list[tuple[str, str]] = []
+    marks = list(_FILE.finditer(task.patch))
+    if not marks:
+        raise ExpertError("the gold patch changes no file", file=task.name)
+    for i, mark in enumerate(marks):
+        before, after = mark.groups()
+        body = task.patch[mark.end() : marks[i + 1].start() if i + 1 < len(marks) else None]
+        if before == "/dev/null":
+            added = [line[1:] for line in body.splitlines() if line.startswith("+")]
+            created.append((after, "\n".join(added) + "\n"))
+            continue
+        source = (tree / before).read_text()
+        hunk: tuple[int, str] | None = None
+        old_lines: list[str] = []
+        new_lines: list[str] = []
+        for line in [*body.splitlines(), "@@ -0 +0 @@"]:
+            match = _HUNK.match(line)
+            if match:
+                if hunk is not None:
+                    old, new = "\n".join(old_lines), "\n".join(new_lines)
+                    at = source.find(old)
+                    if at < 0:
+                        raise ExpertError(f"a hunk of the gold patch does not match {before}",
+                                          file=task.name)  # fmt: skip
+                    old, new = _edit(source, at, at + len(old), new)
+                    edits.append((before, old, new))
+                    name = _DEF.search(hunk[1])
+                    first = max(1, hunk[0] - 5)
+                    if name:
+                        sites.append((before, name.group(1), first, first + len(old_lines) + 8))
+                hunk, old_lines, new_lines = (int(match.group(1)), match.group(2)), [], []
+            elif hunk is not None and line[:1] in (" ", "-", "+", ""):
+                if line[:1] in (" ", "", "-"):
+                    old_lines.append(line[1:])
+                if line[:1] in (" ", "", "+"):
+                    new_lines.append(line[1:])
+    if not sites:
+        module = edits[0][0] if edits else created[0][0]
+        sites.append((module, "", 1, 40))
+    package = task.bundled.package if task.bundled is not None else sites[0][0].split("/")[0]
+    return Plan(package, sites, edits, created)
+
+
+async def demonstrate(env: SWEEnv, task: SWETask, seed: int) -> Trajectory:
+    """The expert's trajectory of ``task`` in ``env`` (module docstring): it undoes the
+    task's recorded mutation, or makes its gold ``patch`` (an instance of another
+    origin)."""
+    rng = random.Random(f"swe-expert-{task.key}-{seed}")
+    tree = materialize(task)
+    if isinstance(task.extra.get("mutation"), dict):
+        plan = plan_from_mutation(task, tree, rng)
+    elif task.patch:
+        plan = plan_from_patch(task, tree)
+    else:
+        raise ExpertError("the task has neither a recorded bug nor a gold patch", file=task.name)
     await env.areset(options={"task": task})
     done, reward, info = False, 0.0, {}
 
@@ -120,8 +216,11 @@ async def demonstrate(env: SWEEnv, task: SWETask, seed: int) -> Trajectory:
 
     # 1. Localise.
     if rng.random() < 0.3:
-        await act("str_replace_editor", command="view", path=f"{WORKDIR}/{package}")
-    await act("bash", command=f"grep -rn {shlex.quote('def ' + name)} {shlex.quote(package)}")
+        await act("str_replace_editor", command="view", path=f"{WORKDIR}/{plan.package}")
+    module, name, first, last = plan.sites[0]
+    if name:
+        await act("bash", command=f"grep -rn {shlex.quote('def ' + name)} "
+                                  f"{shlex.quote(plan.package)}")  # fmt: skip
     failing = task.fail_to_pass[0]
     if rng.random() < 0.4:
         test_file = failing.split("::")[0]
@@ -129,30 +228,26 @@ async def demonstrate(env: SWEEnv, task: SWETask, seed: int) -> Trajectory:
         await act("bash", command=f"grep -n -A 12 {shlex.quote('def ' + test_name)} "
                                   f"{shlex.quote(test_file)}")  # fmt: skip
     margin = rng.choice((0, 2, 5))
-    await act("str_replace_editor", command="view", path=path,
-              view_range=[max(1, first - margin), last])  # fmt: skip
+    for module, _, first, last in plan.sites:
+        lines = len((tree / module).read_text().splitlines())
+        await act("str_replace_editor", command="view", path=f"{WORKDIR}/{module}",
+                  view_range=[max(1, first - margin), min(last, lines)])  # fmt: skip
     # 2. Reproduce.
     await act("bash", command=f"python -m pytest -q {shlex.quote(failing)} 2>&1 | tail -n 25")
     # 3. Fix, sometimes after a wrong first guess.
-    start = mutation["start"]
-    end = start + len(mutation["text"])
-    if buggy[start:end] != mutation["text"]:
-        raise ExpertError("the task's tree does not hold its mutation", file=task.name)
-    old, new = _edit(buggy, start, end, mutation["original"])
-    if mutation["kind"] == "flip_comparison" and rng.random() < 0.4:
-        new = _swapped(new) or new  # an equivalent rewrite, not the original text
-    others = [m for m in mutations(buggy) if m.function == mutation["function"]
-              and m.kind == mutation["kind"] and (m.end <= start or m.start >= end)]  # fmt: skip
-    if others and rng.random() < 0.2:
-        guess = rng.choice(others)
-        wrong_old, wrong_new = _edit(buggy, guess.start, guess.end, guess.text)
-        if wrong_old != old:
-            await act("str_replace_editor", command="str_replace", path=path,
-                      old_str=wrong_old, new_str=wrong_new)  # fmt: skip
-            await act("bash", command=f"python -m pytest -q {shlex.quote(failing)} 2>&1 | "
-                                      "tail -n 15")  # fmt: skip
-            await act("str_replace_editor", command="undo_edit", path=path)
-    await act("str_replace_editor", command="str_replace", path=path, old_str=old, new_str=new)
+    if plan.wrong is not None:
+        module, old, new = plan.wrong
+        path = f"{WORKDIR}/{module}"
+        await act("str_replace_editor", command="str_replace", path=path, old_str=old, new_str=new)
+        await act("bash", command=f"python -m pytest -q {shlex.quote(failing)} 2>&1 | "
+                                  "tail -n 15")  # fmt: skip
+        await act("str_replace_editor", command="undo_edit", path=path)
+    for module, text in plan.created:
+        await act("str_replace_editor", command="create", path=f"{WORKDIR}/{module}",
+                  file_text=text)  # fmt: skip
+    for module, old, new in plan.edits:
+        await act("str_replace_editor", command="str_replace", path=f"{WORKDIR}/{module}",
+                  old_str=old, new_str=new)  # fmt: skip
     # 4. Verify, 5. submit.
     files = " ".join(shlex.quote(f) for f in task.test_files)
     await act("bash", command=f"python -m pytest -q {files} 2>&1 | tail -n 5")

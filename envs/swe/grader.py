@@ -39,12 +39,14 @@ from typing import Any
 
 from pivotgym.core.grader import Episode
 from pivotgym.envs.swe.tasks import WORKDIR, SWETask, apply_diff, materialize
-from pivotgym.errors import InfraError
+from pivotgym.errors import DataError, InfraError
 from pivotgym.sandbox.state import read_tree
 
 TEST_DIRS = frozenset({"tests", "test", "testing"})
 CONFIG_FILES = frozenset({"pytest.ini", "tox.ini", "setup.cfg", "setup.py", "pyproject.toml",
                           "sitecustomize.py", "usercustomize.py", "conftest.py"})  # fmt: skip
+# What running the code leaves behind, which no fix is made of: pytest's cache, byte code.
+CACHES = re.compile(r"(^|/)(\.pytest_cache|__pycache__)(/|$)|\.pyc$")
 REPORT = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED) (\S.*?)(?: - .*)?$", re.M)
 # Room the graded run has: every test's report line must come back whole.
 GRADER_OUTPUT_BYTES = 4 << 20
@@ -110,7 +112,7 @@ def agent_change(agent_root: Path, clean_root: Path) -> Change:
     files: dict[str, bytes | None] = {}
     ignored: dict[str, str] = {}
     for path, entry in agent.items():
-        if entry.kind == "d":
+        if entry.kind == "d" or CACHES.search(path):
             continue
         before = clean.get(path)
         if (
@@ -160,6 +162,34 @@ class SWEGrader:
         sandbox = episode.world.sandbox  # type: ignore[attr-defined]
         change = agent_change(sandbox.host_dir(WORKDIR), clean_root)
         return await self.run_tests(task, change, clean_root)
+
+    async def check_instance(self, task: SWETask) -> None:
+        """Refuse (``DataError``, naming the instance and field) an instance whose
+        ``FAIL_TO_PASS`` tests do not all fail on its tree, or whose gold ``patch`` does
+        not make every ``FAIL_TO_PASS`` and ``PASS_TO_PASS`` test pass."""
+        clean_root = materialize(task)
+        _, before = await self.run_tests(task, Change({}, {}), clean_root)
+        passing = before.get("tests_status", {}).get("FAIL_TO_PASS", {}).get("success")
+        if passing:
+            raise DataError(f"{len(passing)} of them pass before the fix, {passing[0]!r} first",
+                            field=f"{task.instance_id}: FAIL_TO_PASS")  # fmt: skip
+        if not task.patch:
+            raise DataError("no gold patch to check the tests with",
+                            field=f"{task.instance_id}: patch")  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="pivotgym-swe-check-") as scratch:
+            fixed = Path(scratch) / "testbed"
+            shutil.copytree(clean_root, fixed, symlinks=True)
+            apply_diff(fixed, task.patch, f"{task.instance_id}: patch")
+            change = agent_change(fixed, clean_root)
+        reward, after = await self.run_tests(task, change, clean_root)
+        if reward != 1.0:
+            status = after.get("tests_status", {})
+            failing = [t for k in ("FAIL_TO_PASS", "PASS_TO_PASS")
+                       for t in status.get(k, {}).get("failure", [])]  # fmt: skip
+            raise DataError(
+                f"the gold patch leaves {len(failing)} test(s) failing, {failing[:1]} first",
+                field=f"{task.instance_id}: patch",
+            )
 
     async def run_tests(
         self, task: SWETask, change: Change, clean_root: Path

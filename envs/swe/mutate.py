@@ -255,9 +255,10 @@ def _changed_constant(value: object) -> str | None:
     return None
 
 
-def mutations(source: str) -> list[Mutation]:
-    """Every mutation of the functions of a module's ``source`` (module docstring), in
-    source order; ``[]`` for a module that does not parse."""
+def mutations(source: str, function: str | None = None) -> list[Mutation]:
+    """Every mutation of the functions of a module's ``source`` (module docstring), or of
+    the one named ``function`` (its qualified name), in source order; ``[]`` for a module
+    that does not parse."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -266,6 +267,8 @@ def mutations(source: str) -> list[Mutation]:
     finder.visit(tree)
     out, seen = [], set()
     for m in sorted(finder.found, key=lambda m: (m.start, m.end, m.kind)):
+        if function is not None and m.function != function:
+            continue
         if (m.start, m.end, m.text) in seen:
             continue  # a constant in a slice is one edit, however many operators find it
         seen.add((m.start, m.end, m.text))

@@ -9,9 +9,9 @@ only read (*exploration*). The sampled turn must do the same kind of thing, and:
   comments, quotes and parentheses do not matter); or, failing that, the same outcome
   of the task's ``FAIL_TO_PASS`` and ``PASS_TO_PASS`` tests when both changes are graded
   as the episode's end would be (:class:`~pivotgym.envs.swe.grader.SWEGrader`: tests
-  restored, planted files left out). So an equivalent rewrite of the fix passes, and so
-  does another edit that makes the same tests pass and fail; a change to the tests
-  never counts.
+  restored, planted files left out, in a fresh sandbox; the expert's outcome is graded
+  once a state). So an equivalent rewrite of the fix passes, and so does another edit
+  that makes the same tests pass and fail; a change to the tests never counts.
 - **a test run** (a command that runs pytest and changes no file) passes when it runs
   a test the issue is about: its output reports one of the ``FAIL_TO_PASS`` tests, or
   the command runs the whole of its test file (names it, selects nothing with ``-k``).
@@ -28,14 +28,16 @@ only read (*exploration*). The sampled turn must do the same kind of thing, and:
 from __future__ import annotations
 
 import ast
+import json
 import re
 from typing import Any
 
-from pivotgym.envs.swe.grader import agent_change
+from pivotgym.envs.swe.grader import CACHES, agent_change
 from pivotgym.envs.swe.tasks import WORKDIR, SWETask, materialize
 from pivotgym.sandbox.state import read_tree
 from pivotgym.verifiers.base import Call, State, Verdict, Verifier, failed, infra, passed
 
+GIT = re.compile(r"^\.git(/|$)")  # git's own records: no change of the code
 PYTEST = re.compile(r"\b(pytest|py\.test|unittest)\b")
 _NUMBERED = re.compile(r"^\s*\d+[\t:-]")
 SHARE = 0.5  # of the expert's informative lines an exploring turn must show
@@ -44,7 +46,7 @@ SHARE = 0.5  # of the expert's informative lines an exploring turn must show
 def _tree(env: Any) -> dict[str, str | None]:
     entries = read_tree(env.sandbox.host_dir(WORKDIR))
     return {p: e.sha256 or e.kind for p, e in entries.items()
-            if p != ".git" and not p.startswith(".git/") and e.kind != "d"}  # fmt: skip
+            if e.kind != "d" and not CACHES.search(p) and not GIT.search(p)}  # fmt: skip
 
 
 def _normal_ast(data: bytes | None) -> str | None:
@@ -69,6 +71,9 @@ class SWEVerifier(Verifier):
     """See the module docstring."""
 
     name = "swe"
+
+    def __init__(self) -> None:
+        self._expert_outcomes: dict[str, dict[str, Any]] = {}
 
     async def check(
         self,
@@ -158,10 +163,12 @@ class SWEVerifier(Verifier):
         if same_code:
             return passed("the same code as the expert's edit, up to formatting")
         grader = sample.grader
-        (_, got), (_, want) = (
-            await grader.run_tests(task, a, clean),
-            await grader.run_tests(task, b, clean),
-        )
+        # The expert's outcome is the same for every sample of a state: graded once.
+        key = json.dumps([task.key, sorted(theirs.items())])
+        if key not in self._expert_outcomes:
+            self._expert_outcomes[key] = (await grader.run_tests(task, b, clean))[1]
+        want = self._expert_outcomes[key]
+        _, got = await grader.run_tests(task, a, clean)
         if "tests_status" not in got or "tests_status" not in want:
             return failed("its tests do not finish as the expert's do")
         if got["tests_status"] == want["tests_status"]:
