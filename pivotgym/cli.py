@@ -154,6 +154,8 @@ def _config(args: argparse.Namespace):
         value = getattr(args, key, None)
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
+    if getattr(args, "data", None) is not None:
+        overrides.append(f"data.tasks={json.dumps(args.data)}")
     return load_config(args.config, overrides)
 
 
@@ -253,6 +255,12 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="override a config key, e.g. train.steps=12 (repeatable)",
     )
     parser.add_argument("--env")
+    parser.add_argument(
+        "--data",
+        metavar="FILE",
+        help="tasks of one's own (e.g. SWE-bench instances) for the env's expert to "
+        "demonstrate and the run to train on (data.tasks)",
+    )
     parser.add_argument("--model", help="bundled model name or local checkpoint path")
     parser.add_argument("--engine", choices=("torch", "sglang"))
     parser.add_argument("--engine-url", dest="engine_url")

@@ -430,3 +430,73 @@ def _reverse(task: SWETask) -> str:
         source = tree / "inflection" / "__init__.py"
         source.write_text(source.read_text().replace(BUGGY, FIXED))
         return git("diff", cwd=tree)
+
+
+def test_the_expert_makes_any_instances_gold_patch_and_undoes_a_recorded_bug(
+    task: SWETask,
+) -> None:
+    from dataclasses import replace
+
+    from pivotgym.core.env import run_sync
+    from pivotgym.envs.swe.expert import demonstrate
+
+    env = pivotgym.make("swe", tasks=[])
+    gold = replace(task, patch=_reverse(task))  # an instance of SWE-bench's shape: no bug record
+    trajectory = run_sync(demonstrate(env, gold, seed=0))
+    calls = [m["tool_calls"][0]["function"] for m in trajectory.messages if m.get("tool_calls")]
+    names = [c["name"] for c in calls]
+    assert names[-1] == "submit" and "str_replace_editor" in names and 4 <= len(calls) <= 20
+    edit_call = next(json.loads(c["arguments"]) for c in calls if '"str_replace"' in c["arguments"])
+    assert BUGGY in edit_call["old_str"] and FIXED in edit_call["new_str"]
+    mutation = {
+        "kind": "flip_comparison",
+        "module": "inflection/__init__.py",
+        "function": "ordinal",
+        "line": 226,
+        "original": FIXED,
+        "text": BUGGY,
+        "start": (materialize(task) / "inflection/__init__.py").read_text().index(BUGGY),
+    }
+    recorded = replace(task, extra={"mutation": mutation})  # fmt: skip
+    again = [run_sync(demonstrate(env, recorded, seed=s)) for s in (1, 1, 2)]
+    from pivotgym.core.replay import normalizer
+    from pivotgym.envs.swe.env import TIMINGS
+
+    masked = [normalizer(TIMINGS)(json.dumps(t.messages)) for t in again]
+    assert masked[0] == masked[1]  # rebuilt from its seed, but for pytest's durations
+    assert all(t.messages[-1]["role"] == "tool" for t in again)
+    env.close()
+
+
+def test_pivotgym_run_takes_instances_of_ones_own_and_names_a_bad_one(
+    task: SWETask, tmp_path: Path, capsys
+) -> None:
+    from dataclasses import replace
+
+    from pivotgym.cli import main
+
+    gold = replace(task, patch=_reverse(task))
+    data = tmp_path / "instances.jsonl"
+    data.write_text(json.dumps(gold.to_json()) + "\n")
+    out = tmp_path / "run"
+    argv = ["run", "--env", "swe", "--data", str(data), "--out", str(out),
+            "--set", f"data.eval_task_file='{data}'", "--set", "data.max_candidates=2",
+            "--set", "profile.k=2", "--set", "data.ood_questions=2",
+            "--set", "train.steps=1", "--set", "train.pivots_per_step=1",
+            "--set", "train.group_size=2"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    (demonstration,) = (out / "demonstrations.jsonl").read_text().splitlines()
+    assert json.loads(demonstration)["task"]["instance_id"] == "inflection-ordinal"
+    report = json.loads((out / "report.json").read_text())
+    assert report["env"] == "swe" and report["candidates"] == 2
+    # An instance whose tests do not fail before its fix: refused, naming it, and the
+    # first instance's demonstration, made before, is kept.
+    bad = replace(gold, instance_id="no-failure", fail_to_pass=(PASSING[0],),
+                  pass_to_pass=PASSING[1:])  # fmt: skip
+    data.write_text(json.dumps(gold.to_json()) + "\n" + json.dumps(bad.to_json()) + "\n")
+    argv[argv.index(str(out))] = str(tmp_path / "run2")
+    assert main(argv) == 2
+    assert "instances.jsonl:2: no-failure: FAIL_TO_PASS: 1 of them pass before the fix" in (
+        capsys.readouterr().err
+    )
+    assert len((tmp_path / "run2" / "demonstrations.jsonl").read_text().splitlines()) == 1

@@ -27,4 +27,5 @@ ENV = EnvSpec(
     candidate_rule="pivotgym.core.candidates:calls_a_tool",
     verifier="swe",
     task_format="pivotgym.envs.swe.tasks:FORMAT",
+    expert="pivotgym.envs.swe.expert:demonstrate",
 )

@@ -73,7 +73,7 @@ def _region(source: str, start: int, end: int) -> tuple[int, int]:
     return first, last
 
 
-def _edit(source: str, start: int, end: int, text: str) -> tuple[str, str]:
+def replacement(source: str, start: int, end: int, text: str) -> tuple[str, str]:
     """``old_str`` and ``new_str`` of a ``str_replace`` that puts ``text`` in place of
     ``source[start:end]``: whole lines, enough of them to occur once."""
     first, last = _region(source, start, end)
@@ -121,7 +121,7 @@ def plan_from_mutation(task: SWETask, tree: Path, rng: random.Random) -> Plan:
     end = start + len(mutation["text"])
     if buggy[start:end] != mutation["text"]:
         raise ExpertError("the task's tree does not hold its mutation", file=task.name)
-    old, new = _edit(buggy, start, end, mutation["original"])
+    old, new = replacement(buggy, start, end, mutation["original"])
     if mutation["kind"] == "flip_comparison" and rng.random() < 0.4:
         new = _swapped(new) or new  # an equivalent rewrite, not the original text
     others = [m for m in mutations(buggy, mutation["function"])
@@ -129,7 +129,7 @@ def plan_from_mutation(task: SWETask, tree: Path, rng: random.Random) -> Plan:
     wrong = None
     if others and rng.random() < 0.2:
         guess = rng.choice(others)
-        wrong_old, wrong_new = _edit(buggy, guess.start, guess.end, guess.text)
+        wrong_old, wrong_new = replacement(buggy, guess.start, guess.end, guess.text)
         wrong = (module, wrong_old, wrong_new) if wrong_old != old else None
     package = task.bundled.package if task.bundled is not None else module.rsplit("/", 1)[0]
     name = mutation["function"].split(".")[-1]
@@ -170,7 +170,7 @@ def plan_from_patch(task: SWETask, tree: Path) -> Plan:
                     if at < 0:
                         raise ExpertError(f"a hunk of the gold patch does not match {before}",
                                           file=task.name)  # fmt: skip
-                    old, new = _edit(source, at, at + len(old), new)
+                    old, new = replacement(source, at, at + len(old), new)
                     edits.append((before, old, new))
                     name = _DEF.search(hunk[1])
                     first = max(1, hunk[0] - 5)
@@ -198,6 +198,8 @@ async def demonstrate(env: SWEEnv, task: SWETask, seed: int) -> Trajectory:
     if isinstance(task.extra.get("mutation"), dict):
         plan = plan_from_mutation(task, tree, rng)
     elif task.patch:
+        # An instance from elsewhere: its tests must tell its fix before it is shown.
+        await env.grader.check_instance(task)
         plan = plan_from_patch(task, tree)
     else:
         raise ExpertError("the task has neither a recorded bug nor a gold patch", file=task.name)

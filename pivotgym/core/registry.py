@@ -87,6 +87,10 @@ class EnvSpec:
     one-turn verifier they are scored with by default (:mod:`pivotgym.verifiers`).
     ``task_format`` (an object or its path) reads the env's task files and the tasks
     that its trajectories carry (default: Harbor's, :data:`pivotgym.harbor.task.HARBOR`).
+    ``expert`` (a callable or its path), where the env has one, demonstrates a task of
+    the user's: ``await expert(env, task, seed)`` is a trajectory that solves it, or a
+    ``DataError`` saying why it cannot; a run given tasks and no trajectories
+    (``[data] tasks``) trains on its demonstrations.
     """
 
     name: str
@@ -100,6 +104,11 @@ class EnvSpec:
     verifier: str = "tool_call"
     verifier_options: Mapping[str, Any] = field(default_factory=dict)
     task_format: str | TaskFormat = DEFAULT_TASK_FORMAT
+    expert: str | Callable[..., Any] | None = None
+
+    def demonstrator(self) -> Callable[..., Any] | None:
+        """The env's expert, ``async (env, task, seed) -> Trajectory`` (``None``: none)."""
+        return None if self.expert is None else _resolve(self.expert)
 
     @property
     def gym_id(self) -> str:

@@ -65,13 +65,16 @@ class DataConfig:
 
     ``trajectories`` (a JSONL file) and ``eval_task_file`` (a task file or folder in the
     env's format) replace the env's bundled ``split`` and ``eval_split``: a domain of
-    one's own trains on its own data. ``max_candidates`` of 0 profiles every candidate
+    one's own trains on its own data. ``tasks`` (a task file) instead of trajectories
+    has the env's expert demonstrate each task first (``pivotgym run --env swe --data
+    FILE``: one's own repository's instances). ``max_candidates`` of 0 profiles every candidate
     turn, and ``eval_tasks`` of 0 evaluates on every task of ``eval_split``: with a few
     dozen tasks the success rate moves by several points from sampling alone.
     """
 
     split: str = "train"
     trajectories: str = ""
+    tasks: str = ""
     max_candidates: int = at_least(0, 384)
     eval_split: str = "test"
     eval_task_file: str = ""

@@ -35,10 +35,10 @@ from rich.console import Console
 
 from pivotgym.core import registry
 from pivotgym.core.candidates import Candidate, candidates
-from pivotgym.core.env import AsyncEnv
+from pivotgym.core.env import AsyncEnv, run_sync
 from pivotgym.core.ledger import Ledger, load_ledger
 from pivotgym.core.replay import SnapshotCache
-from pivotgym.core.trajectory import Trajectory
+from pivotgym.core.trajectory import Trajectory, dumps, iter_trajectories
 from pivotgym.errors import DataError
 from pivotgym.policy.chat import ChatFormat
 from pivotgym.policy.engines.base import Engine
@@ -176,7 +176,9 @@ class Run:
         """``[data] trajectories`` (a JSONL file) or the env's bundled ``[data] split``,
         those whose task the env admits (an env of one domain, of a file of several)."""
         data = self.config.data
-        if data.trajectories:
+        if data.tasks:
+            every = self.demonstrations()
+        elif data.trajectories:
             every = registry.load_trajectories(Path(data.trajectories))
         else:
             every = registry.load_trajectories(self.config.env.name, data.split)
@@ -191,6 +193,42 @@ class Run:
                 file=data.trajectories or None,
             )
         return kept
+
+    def demonstrations(self) -> list[Trajectory]:
+        """The env's expert's trajectories of ``[data] tasks``, made once, in the tasks'
+        order, into the run's ``demonstrations.jsonl`` (append-only: a run stopped midway
+        goes on where it stopped). A task the expert cannot solve (an instance whose
+        tests do not tell its fix) stops the run with a ``DataError`` naming the file,
+        the task's line and the field, what was made before it kept."""
+        data, name = self.config.data, self.config.env.name
+        expert = self.spec.demonstrator()
+        if expert is None:
+            raise DataError(f"environment {name!r} has no expert to demonstrate tasks with: "
+                            "give trajectories instead", field="data.tasks")  # fmt: skip
+        tasks = registry.load_tasks(data.tasks, env=name)
+        path = self.out / "demonstrations.jsonl"
+        made = list(iter_trajectories(path)) if path.exists() else []
+
+        async def make_the_rest() -> None:
+            env = self.make_env()
+            try:
+                for i in range(len(made), len(tasks)):
+                    try:
+                        trajectory = await expert(env, tasks[i], self.config.seed)
+                    except DataError as exc:
+                        raise DataError(exc.problem, file=data.tasks, line=i + 1,
+                                        field=exc.field) from None  # fmt: skip
+                    with path.open("a") as fh:
+                        fh.write(dumps(trajectory) + "\n")
+                    made.append(trajectory)
+                    console.print(f"demonstrated {i + 1}/{len(tasks)}: {trajectory.id}")
+            finally:
+                await env.aclose()
+
+        if len(made) < len(tasks):
+            self.out.mkdir(parents=True, exist_ok=True)
+            run_sync(make_the_rest())
+        return made
 
     def eval_tasks(self) -> list[Any]:
         """``[data] eval_task_file`` or the env's ``[data] eval_split``, the tasks the env

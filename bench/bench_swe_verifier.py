@@ -1,0 +1,121 @@
+"""The ``swe`` verifier on a labelled sample: how often each of its rules is right.
+
+Candidates of the bundled trajectories, and at each, actions whose right verdict is
+known by construction, grouped by the rule that judges them (what the expert's turn
+is):
+
+- edit: accept the expert's edit, and the same edit with a comment added (the same
+  syntax tree); reject a wrong fix (a bug of the same kind elsewhere in the function)
+  and an edit of the tests instead;
+- test run: accept the expert's, and ``python -m pytest FILE`` of the failing test's
+  file; reject ``ls``;
+- exploration: accept the expert's, and a view of the function's whole module around it
+  (a wider range); reject a view of another module;
+- and, at every kind, a random other turn of the same conversation (rejected unless it
+  is the same action).
+
+    python bench/bench_swe_verifier.py [--candidates 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+from collections import Counter
+from typing import Any
+
+from report import count_verdict, verdict_report
+
+import pivotgym
+from pivotgym.core.candidates import Candidate, candidates
+from pivotgym.envs.swe.expert import replacement
+from pivotgym.envs.swe.mutate import mutations
+from pivotgym.envs.swe.tasks import materialize, task_from_json
+from pivotgym.envs.swe.verifier import PYTEST, SWEVerifier
+from pivotgym.verifiers.base import restore
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    function = {"name": name, "arguments": json.dumps(arguments)}
+    return {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "v", "type": "function", "function": function}]}  # fmt: skip
+
+
+def variants(candidate: Candidate, rng: random.Random) -> tuple[str, list[tuple[str, bool, dict]]]:
+    reference = candidate.reference
+    call = reference["tool_calls"][0]["function"]
+    name, arguments = call["name"], json.loads(call["arguments"])
+    task = task_from_json(candidate.trajectory.task)
+    mutation = task.extra["mutation"]
+    out: list[tuple[str, bool, dict]] = [("the expert's turn", True, reference)]
+    others = [candidate.trajectory.action(t) for t in range(candidate.trajectory.num_turns)
+              if t != candidate.turn]  # fmt: skip
+    others = [a for a in others if a["tool_calls"][0]["function"] != call]
+    if others:
+        out.append(("another turn", False, rng.choice(others)))
+    if name == "str_replace_editor" and arguments["command"] == "str_replace":
+        kind = "edit"
+        commented = dict(arguments, new_str=arguments["new_str"] + "  # fixed")
+        out.append(("the edit with a comment", True, _call(name, **commented)))
+        buggy = (materialize(task) / mutation["module"]).read_text()
+        wrong = [m for m in mutations(buggy, mutation["function"])
+                 if not (m.start <= mutation["start"] < m.end)]  # fmt: skip
+        if wrong:
+            m = rng.choice(wrong)
+            old, new = replacement(buggy, m.start, m.end, m.text)
+            out.append(("a wrong fix", False, _call(name, command="str_replace",
+                        path=arguments["path"], old_str=old, new_str=new)))  # fmt: skip
+        test_file = task.fail_to_pass[0].split("::")[0]
+        out.append(("an edit of the tests", False, _call(
+            "bash", command=f"sed -i 's/assert /assert True or /' {test_file}")))  # fmt: skip
+    elif name == "bash" and PYTEST.search(arguments.get("command", "")):
+        kind = "test run"
+        test_file = task.fail_to_pass[0].split("::")[0]
+        out.append(("the failing test's file", True, _call(
+            "bash", command=f"python -m pytest {test_file}")))  # fmt: skip
+        out.append(("ls instead", False, _call("bash", command="ls")))
+    elif name == "submit":
+        kind = "submit"
+    else:
+        kind = "exploration"
+        if name == "str_replace_editor" and arguments.get("view_range"):
+            first, last = arguments["view_range"]
+            wider = dict(arguments, view_range=[max(1, first - 10), last])
+            out.append(("a wider view", True, _call(name, **wider)))
+        path = f"/testbed/{task.test_files[0]}"
+        out.append(("a view of another file", False, _call(name="str_replace_editor",
+                    command="view", path=path, view_range=[1, 20])))  # fmt: skip
+    return kind, out
+
+
+async def measure(n: int, seed: int) -> dict[str, dict[str, int]]:
+    trajectories = pivotgym.load_trajectories("swe", split="train")
+    rng = random.Random(seed)
+    pool = list(candidates(rng.sample(trajectories, min(len(trajectories), n))))
+    chosen = rng.sample(pool, min(n, len(pool)))
+    verifier = SWEVerifier()
+    env = pivotgym.make("swe", tasks=[])
+    tally: dict[str, Counter] = {}
+    for candidate in chosen:
+        state = await restore(env, candidate)
+        kind, labelled = variants(candidate, rng)
+        for label, accept, action in labelled:
+            verdict = await verifier.verify(state, action, candidate.reference)
+            count_verdict(tally, f"{kind}: {label}", accept, verdict)
+    await env.aclose()
+    return {k: dict(c) for k, c in tally.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", type=int, default=120)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    tally = asyncio.run(measure(args.candidates, args.seed))
+    verdict_report("swe_verifier", tally, candidates=args.candidates)
+
+
+if __name__ == "__main__":
+    main()
