@@ -17,7 +17,7 @@ from pivotgym.envs.swe.env import SWEEnv
 from pivotgym.envs.swe.grader import statuses
 from pivotgym.envs.swe.repos import BUNDLES, REPOS, clone, git
 from pivotgym.envs.swe.tasks import SWETask, load_task_file, materialize, task_from_json
-from pivotgym.errors import DataError
+from pivotgym.errors import DataError, DivergenceError
 
 SOURCE = "/testbed/inflection/__init__.py"
 BUGGY, FIXED = "in (11, 12):", "in (11, 12, 13):"
@@ -209,6 +209,27 @@ def test_reset_to_any_turn_and_forks_keep_the_repository_and_the_edit_history(ma
     _, reward_b, *_ = b.step(call("submit"))
     assert (reward_a, reward_b) == (0.0, 1.0)
     for e in (a, b, restored):
+        e.close()
+
+
+def test_replay_passes_over_what_varies_between_test_runs_and_nothing_else(make) -> None:
+    # A failing test's report shows its fixtures' addresses, which move from run to run.
+    env = make()
+    env.step(call("bash", command="python3 -c 'print(object(), 7)'"))
+    trajectory = Trajectory(id="addresses", env="swe", task=env.task.to_json(),
+                            messages=list(env.messages))  # fmt: skip
+    assert " at 0x" in trajectory.messages[-1]["content"]
+    restored = pivotgym.make("swe", tasks=[], sandbox=env.options.sandbox)
+    restored.reset(options={"trajectory": trajectory, "turn": 1})
+    assert restored.stats.replayed_steps == 1
+    forged = trajectory.messages[-1]["content"].replace(" 7", " 8")
+    changed = Trajectory(id="changed", env="swe", task=env.task.to_json(),
+                         messages=[*trajectory.messages[:-1],
+                                   {**trajectory.messages[-1], "content": forged}])  # fmt: skip
+    fresh = pivotgym.make("swe", tasks=[], sandbox=env.options.sandbox)
+    with pytest.raises(DivergenceError):
+        fresh.reset(options={"trajectory": changed, "turn": 1})
+    for e in (restored, fresh):
         e.close()
 
 
@@ -460,9 +481,9 @@ def test_the_expert_makes_any_instances_gold_patch_and_undoes_a_recorded_bug(
     recorded = replace(task, extra={"mutation": mutation})  # fmt: skip
     again = [run_sync(demonstrate(env, recorded, seed=s)) for s in (1, 1, 2)]
     from pivotgym.core.replay import normalizer
-    from pivotgym.envs.swe.env import TIMINGS
+    from pivotgym.envs.swe.env import VARYING
 
-    masked = [normalizer(TIMINGS)(json.dumps(t.messages)) for t in again]
+    masked = [normalizer(VARYING)(json.dumps(t.messages)) for t in again]
     assert masked[0] == masked[1]  # rebuilt from its seed, but for pytest's durations
     assert all(t.messages[-1]["role"] == "tool" for t in again)
     env.close()
@@ -500,3 +521,20 @@ def test_pivotgym_run_takes_instances_of_ones_own_and_names_a_bad_one(
         capsys.readouterr().err
     )
     assert len((tmp_path / "run2" / "demonstrations.jsonl").read_text().splitlines()) == 1
+
+
+def test_an_equivalent_rewrite_swaps_only_the_sides_of_a_simple_comparison() -> None:
+    from pivotgym.envs.swe.expert import swapped_comparison
+
+    source = 'if x == 1 and "mailto:" + text == url or a < b == c:\n    y = s.a != "é"\n'
+
+    def swap(operator: str) -> str | None:
+        at = source.index(operator)
+        found = swapped_comparison(source, at, at + 2)
+        return None if found is None else source[: found[0][0]] + found[1] + source[found[0][1] :]
+
+    assert swap("== 1") == source.replace("x == 1", "1 == x")
+    assert swap('!= "') == source.replace('s.a != "é"', '"é" != s.a')
+    # The sum is the left side (swapping text and url would change the code); chains stay.
+    assert swap("== url") is None
+    assert swap("== c") is None

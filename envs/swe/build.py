@@ -22,8 +22,8 @@ process each. Files written:
 - ``report.json``: per repository, candidates tried and kept, instances per kind of
   bug, and the instances the expert failed on, with why.
 
-A rebuild makes the same instances and the same trajectories, but for the durations
-pytest prints, which ``--check`` masks as replay does.
+A rebuild makes the same instances and the same trajectories, but for the durations and
+object addresses pytest prints, which ``--check`` masks as replay does.
 """
 
 from __future__ import annotations
@@ -206,13 +206,16 @@ def build(seed: int = 0, scale: float = 1.0) -> dict[str, bytes]:
     pools = [found[r.name] for r in train_repos]
     tests = _round_robin(pools, test_n)
     rest = [pool[len(t) :] for pool, t in zip(pools, tests, strict=True)]
-    trains = _round_robin(rest, train_n)
+    # A few more than asked for: the expert fails on one in hundreds, and a train
+    # instance is one with its trajectory.
+    trains = _round_robin(rest, train_n + -(-train_n // 50))
     oods = _round_robin([found[r.name] for r in held_out], ood_n)
     train_tasks = [task_from_json(t) for group in trains for t in group]
     test_tasks = [task_from_json(t) for group in tests for t in group]
     ood_tasks = [task_from_json(t) for group in oods for t in group]
     trajectories, failed = asyncio.run(_demonstrations(train_tasks, seed))
     # A train instance is one with its trajectory: those the expert failed are reported.
+    trajectories = trajectories[:train_n]
     shown = {t.task["instance_id"] for t in trajectories}
     train_tasks = [t for t in train_tasks if t.instance_id in shown]
     report = {
@@ -234,11 +237,11 @@ def build(seed: int = 0, scale: float = 1.0) -> dict[str, bytes]:
 
 
 def _masked(data: bytes) -> str:
-    """A file's text with pytest's durations masked, as replay compares outputs."""
-    from pivotgym.envs.swe.env import TIMINGS
+    """A file's text with what varies between runs masked, as replay compares outputs."""
+    from pivotgym.envs.swe.env import VARYING
 
     text = gzip.decompress(data).decode() if data[:2] == b"\x1f\x8b" else data.decode()
-    return normalizer(TIMINGS)(text)
+    return normalizer(VARYING)(text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,18 +80,38 @@ def replacement(source: str, start: int, end: int, text: str) -> tuple[str, str]
     return source[first:last], source[first:start] + text + source[end:last]
 
 
-# One comparison of two simple sides (names, attributes, numbers, strings).
-_SIMPLE = r"(?:[A-Za-z_][\w.]*|\d+|'[^'\n]*'|\"[^\"\n]*\")"
-_EQUALITY = re.compile(rf"(?<![\w.'\"])({_SIMPLE})\s*(==|!=)\s*({_SIMPLE})(?![\w.'\"(\[])")
+def _simple(node: ast.expr) -> bool:
+    """A name, an attribute of one, or a constant: a side that reads the same wherever it
+    stands and whose evaluation does nothing."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name | ast.Constant)
 
 
-def _swapped(text: str) -> str | None:
-    """``text`` with its first simple ``a == b`` (or ``!=``) written ``b == a``."""
-    match = _EQUALITY.search(text)
-    if match is None or match.group(1) == match.group(3):
-        return None
-    a, op, b = match.groups()
-    return text[: match.start()] + f"{b} {op} {a}" + text[match.end() :]
+def swapped_comparison(source: str, start: int, end: int) -> tuple[tuple[int, int], str] | None:
+    """The span of the comparison whose ``==`` or ``!=`` is ``source[start:end]`` and
+    its text with the sides swapped (``b == a`` for ``a == b``), or ``None`` where that
+    would not be the same code: a chained comparison, or a side that is not simple (in
+    ``"mailto:" + text == url`` the left side is the sum, not ``text``)."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    line_starts = [0]
+    for line in lines:
+        line_starts.append(line_starts[-1] + len(line))
+
+    def offset(lineno: int, col: int) -> int:  # ``col`` counts UTF-8 bytes
+        return line_starts[lineno - 1] + len(lines[lineno - 1].encode()[:col].decode())
+
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Compare) and len(node.ops) == 1
+                and isinstance(node.ops[0], ast.Eq | ast.NotEq)):  # fmt: skip
+            continue
+        a, b = node.left, node.comparators[0]
+        a0, a1 = offset(a.lineno, a.col_offset), offset(a.end_lineno, a.end_col_offset)  # type: ignore[arg-type]
+        b0, b1 = offset(b.lineno, b.col_offset), offset(b.end_lineno, b.end_col_offset)  # type: ignore[arg-type]
+        if a1 <= start and end <= b0 and _simple(a) and _simple(b):
+            return (a0, b1), source[b0:b1] + source[a1:b0] + source[a0:a1]
+    return None
 
 
 @dataclass
@@ -123,7 +143,13 @@ def plan_from_mutation(task: SWETask, tree: Path, rng: random.Random) -> Plan:
         raise ExpertError("the task's tree does not hold its mutation", file=task.name)
     old, new = replacement(buggy, start, end, mutation["original"])
     if mutation["kind"] == "flip_comparison" and rng.random() < 0.4:
-        new = _swapped(new) or new  # an equivalent rewrite, not the original text
+        # An equivalent rewrite, not the original text, where there is one.
+        fixed = buggy[:start] + mutation["original"] + buggy[end:]
+        swapped = swapped_comparison(fixed, start, start + len(mutation["original"]))
+        if swapped is not None:
+            (a, b), text = swapped
+            grown = len(mutation["original"]) - len(mutation["text"])
+            old, new = replacement(buggy, a, b - grown, text)
     others = [m for m in mutations(buggy, mutation["function"])
               if m.kind == mutation["kind"] and (m.end <= start or m.start >= end)]  # fmt: skip
     wrong = None
