@@ -4,11 +4,12 @@ Candidates of the bundled trajectories, and at each, actions whose right verdict
 known by construction, grouped by the rule that judges them (what the expert's turn
 is):
 
-- edit: accept the expert's edit, and the same edit with a comment added (the same
-  syntax tree); reject a wrong fix (a bug of the same kind elsewhere in the function)
-  and an edit of the tests instead;
+- edit: accept the expert's edit, the same edit with a comment added (the same syntax
+  tree) and with a statement that does nothing after it (another tree, the same tests'
+  outcome); reject a wrong fix (a bug of the same kind elsewhere in the function) and an
+  edit of the tests instead;
 - test run: accept the expert's, and ``python -m pytest FILE`` of the failing test's
-  file; reject ``ls``;
+  file; reject the same file collected only, a run of another test, and ``ls``;
 - exploration: accept the expert's, and a view of the function's whole module around it
   (a wider range); reject a view of another module;
 - and, at every kind, a random other turn of the same conversation (rejected unless it
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import json
 import random
+import shlex
 from collections import Counter
 from typing import Any
 
@@ -33,7 +35,7 @@ from pivotgym.core.candidates import Candidate, candidates
 from pivotgym.envs.swe.expert import replacement
 from pivotgym.envs.swe.mutate import mutations
 from pivotgym.envs.swe.tasks import materialize, task_from_json
-from pivotgym.envs.swe.verifier import PYTEST, SWEVerifier
+from pivotgym.envs.swe.verifier import SWEVerifier, pytest_runs
 from pivotgym.verifiers.base import restore
 
 
@@ -55,10 +57,20 @@ def variants(candidate: Candidate, rng: random.Random) -> tuple[str, list[tuple[
     others = [a for a in others if a["tool_calls"][0]["function"] != call]
     if others:
         out.append(("another turn", False, rng.choice(others)))
-    if name == "str_replace_editor" and arguments["command"] == "str_replace":
+    later = [candidate.trajectory.action(t) for t in range(candidate.turn + 1,
+             candidate.trajectory.num_turns)]  # fmt: skip
+    taken_back = any('"undo_edit"' in a["tool_calls"][0]["function"]["arguments"] for a in later)
+    if name == "str_replace_editor" and arguments["command"] == "str_replace" and taken_back:
+        kind = "edit, a wrong guess"
+    elif name == "str_replace_editor" and arguments["command"] == "str_replace":
         kind = "edit"
         commented = dict(arguments, new_str=arguments["new_str"] + "  # fixed")
         out.append(("the edit with a comment", True, _call(name, **commented)))
+        last = arguments["new_str"].rsplit("\n", 1)[-1]
+        if not last.rstrip().endswith(":"):  # a statement that does nothing, after it
+            indent = last[: len(last) - len(last.lstrip())]
+            padded = dict(arguments, new_str=f"{arguments['new_str']}\n{indent}pass")
+            out.append(("the edit and a statement that does nothing", True, _call(name, **padded)))
         buggy = (materialize(task) / mutation["module"]).read_text()
         wrong = [m for m in mutations(buggy, mutation["function"])
                  if not (m.start <= mutation["start"] < m.end)]  # fmt: skip
@@ -70,11 +82,17 @@ def variants(candidate: Candidate, rng: random.Random) -> tuple[str, list[tuple[
         test_file = task.fail_to_pass[0].split("::")[0]
         out.append(("an edit of the tests", False, _call(
             "bash", command=f"sed -i 's/assert /assert True or /' {test_file}")))  # fmt: skip
-    elif name == "bash" and PYTEST.search(arguments.get("command", "")):
+    elif name == "bash" and pytest_runs(arguments.get("command", "")):
         kind = "test run"
         test_file = task.fail_to_pass[0].split("::")[0]
         out.append(("the failing test's file", True, _call(
             "bash", command=f"python -m pytest {test_file}")))  # fmt: skip
+        out.append(("its file, collected only", False, _call(
+            "bash", command=f"python -m pytest --collect-only -q {test_file}")))  # fmt: skip
+        if task.pass_to_pass:
+            other = rng.choice(task.pass_to_pass)
+            out.append(("another test", False, _call(
+                "bash", command=f"python -m pytest {shlex.quote(other)}")))  # fmt: skip
         out.append(("ls instead", False, _call("bash", command="ls")))
     elif name == "submit":
         kind = "submit"

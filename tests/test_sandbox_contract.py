@@ -78,6 +78,8 @@ def test_an_argument_exec_would_refuse_is_a_value_error(backend):
                 await sb.exec(["echo", *(["y" * 100_000] * 12)])
             with pytest.raises(ValueError):
                 await sb.exec([])
+            with pytest.raises(ValueError, match="NUL"):
+                await sb.exec(["echo", "a\0b"])
             assert (await sb.exec(["echo", "x" * 100_000])).output == "x" * 16_384 + (
                 TRUNCATION_MARKER.format(dropped=100_001 - 16_384)
             )

@@ -381,6 +381,8 @@ def test_a_command_cannot_pass_for_an_infrastructure_failure(terminal):
     assert info["infra_error"] is None and not (terminated or truncated)
     assert info["calls"][0]["error"] == "invalid_arguments"
     assert "over the limit" in obs[-1]["content"]
+    obs, _, _, _, info = env.step(bash("echo a\0b"))  # exec cannot pass a NUL byte
+    assert info["infra_error"] is None and "NUL" in obs[-1]["content"]
     assert out(env, "echo still here") == "still here\n"
 
 

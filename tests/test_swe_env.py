@@ -58,10 +58,11 @@ def edit(old: str, new: str, path: str = SOURCE) -> dict:
 def make(request: pytest.FixtureRequest, task: SWETask):
     envs: list[SWEEnv] = []
 
-    def build() -> SWEEnv:
-        env = pivotgym.make("swe", tasks=[task], sandbox=request.param)
+    def build(chosen: SWETask | None = None) -> SWEEnv:
+        chosen = chosen or task
+        env = pivotgym.make("swe", tasks=[chosen], sandbox=request.param)
         envs.append(env)
-        env.reset(options={"task": task})
+        env.reset(options={"task": chosen})
         return env
 
     yield build
@@ -121,9 +122,12 @@ def test_a_fix_resolves_the_issue_and_a_wrong_one_does_not(make) -> None:
         # A pytest.ini that deselects the failing tests.
         "printf '[pytest]\\naddopts = -k \"not 13\"\\n' > pytest.ini",
         # A top-level module that shadows the package under test.
-        "mkdir -p shadow && printf 'def ordinal(n):\\n    return \"th\"\\n' > inflection.py",
+        "printf 'def ordinal(n):\\n    return \"th\"\\n' > inflection.py",
+        # The module a link to a fixed copy outside the repository.
+        "sed 's/in (11, 12):/in (11, 12, 13):/' inflection/__init__.py > /tmp/fixed.py"
+        " && ln -sf /tmp/fixed.py inflection/__init__.py",
     ],
-    ids=["edited-tests", "conftest", "pytest-ini", "shadowing-module"],
+    ids=["edited-tests", "conftest", "pytest-ini", "shadowing-module", "link"],
 )
 def test_no_planted_file_or_edited_test_makes_an_unfixed_bug_pass(make, cheat: str) -> None:
     env = make()
@@ -132,6 +136,57 @@ def test_no_planted_file_or_edited_test_makes_an_unfixed_bug_pass(make, cheat: s
     assert terminated and reward == 0.0, info["test"]
     assert info["test"]["ignored"], "what the grader left out is reported"
     assert info["test"]["tests_status"]["FAIL_TO_PASS"]["failure"] == FAILING
+
+
+def _write(path: str, text: str) -> dict:
+    return call("bash", command=f"mkdir -p $(dirname {path}) && cat > {path} <<'EOF'\n{text}EOF")
+
+
+def test_no_module_or_plugin_planted_beside_a_src_package_reaches_the_grader(make) -> None:
+    # cachetools is imported from src/, which PYTHONPATH puts before the system's pytest.
+    task = next(t for t in pivotgym.load_tasks("swe", split="test") if t.repo == "cachetools")
+    ids = [*task.fail_to_pass, *task.pass_to_pass]
+    fake_pytest = f"print({chr(10).join(f'PASSED {t}' for t in ids)!r})\n"
+    plugin = ("import pytest\n@pytest.hookimpl(hookwrapper=True)\n"
+              "def pytest_runtest_makereport(item, call):\n    out = yield\n"
+              "    out.get_result().outcome = 'passed'\n")  # fmt: skip
+    entry_point = "[pytest11]\nreport = cachetools._report\n"
+    cheats = [
+        {"src/pytest.py": fake_pytest},  # a pytest of one's own, first on the path
+        {"src/json.py": "raise SystemExit(0)\n"},  # a standard library module shadowed
+        # A plugin loaded through the package's metadata.
+        {"src/cachetools/_report.py": plugin,
+         "src/cachetools.egg-info/entry_points.txt": entry_point},
+    ]  # fmt: skip
+    for planted in cheats:
+        env = make(task)
+        for path, text in planted.items():
+            env.step(_write(path, text))
+        _, reward, terminated, _, info = env.step(call("submit"))
+        assert terminated and reward == 0.0, (planted.keys(), info["test"])
+        assert set(planted) - {"src/cachetools/_report.py"} <= set(info["test"]["ignored"])
+        assert info["test"]["tests_status"]["FAIL_TO_PASS"]["failure"] == list(task.fail_to_pass)
+
+
+def test_a_change_of_a_file_into_a_folder_or_back_is_graded(make) -> None:
+    env = make()
+    env.step(call("bash", command="rm -r inflection && echo gone > inflection"))
+    _, reward, terminated, _, info = env.step(call("submit"))
+    assert terminated and reward == 0.0 and "inflection" in info["test"]["patch"]
+    env = make()
+    env.step(call("bash", command="rm inflection/__init__.py && mkdir inflection/__init__.py"
+                                  " && echo x > inflection/__init__.py/x.py"))  # fmt: skip
+    _, reward, terminated, _, info = env.step(call("submit"))
+    assert terminated and reward == 0.0
+
+
+def test_what_the_code_prints_does_not_crowd_out_the_graded_report(make) -> None:
+    env = make()
+    env.step(edit(BUGGY, FIXED))
+    noisy = "def ordinal(number: int) -> str:\n    print('x' * 100_000)"
+    env.step(edit("def ordinal(number: int) -> str:", noisy))
+    _, reward, terminated, _, info = env.step(call("submit"))
+    assert terminated and reward == 1.0, info["test"]
 
 
 def test_the_editor_speaks_swe_agents_interface(make) -> None:
@@ -177,6 +232,7 @@ def test_the_editor_speaks_swe_agents_interface(make) -> None:
     # Arguments the tool's schema does not take are refused before anything runs.
     assert "must be int" in say(command="insert", path="/testbed/notes.txt",
                                 insert_line="1", new_str="x")  # fmt: skip
+    assert "needs the argument 'path'" in say(command="view", path=None)
 
 
 def test_reset_to_any_turn_and_forks_keep_the_repository_and_the_edit_history(make) -> None:
@@ -248,6 +304,9 @@ def test_instances_load_in_swe_benchs_shapes_and_bad_ones_name_their_field(
     path.write_text(json.dumps(dict(row, repo="django/django")) + "\n")
     with pytest.raises(DataError, match=r":1: repo: 'django/django' is not a bundled repository"):
         load_task_file(path)
+    path.write_text(json.dumps(dict(row, test_files=7)) + "\n")
+    with pytest.raises(DataError, match=r":1: test_files: must be a list of test ids"):
+        load_task_file(path)
     with pytest.raises(DataError, match=r"repo_path: no git repository there"):
         missing = task_from_json(dict(row, repo_path=str(tmp_path / "nowhere"), base_commit="abc"))
         materialize(missing)
@@ -315,6 +374,11 @@ def test_the_verifier_judges_edits_by_their_effect(make) -> None:
     assert _verdicts(env, expert, samples) == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     # The verifier acts in forks: the env's own state is as it was.
     assert BUGGY in (env.sandbox.host_dir("/testbed") / "inflection/__init__.py").read_text()
+    # Where the expert's edit does not resolve the issue, the tests' outcome says
+    # nothing of it: an edit that changes nothing they see is not the same edit.
+    head = "def ordinalize(number: int) -> str:"
+    guess = edit(head, f"{head}\n    pass")
+    assert _verdicts(env, guess, [guess, edit(head, f"{head}\n    None")]) == [1.0, 0.0]
 
 
 def test_the_verifier_judges_test_runs_and_exploration_by_what_they_show(make) -> None:
@@ -322,9 +386,13 @@ def test_the_verifier_judges_test_runs_and_exploration_by_what_they_show(make) -
     run = call("bash", command="python -m pytest -q test_inflection.py -k ordinal | tail -3")
     assert _verdicts(env, run, [
         call("bash", command="python -m pytest test_inflection.py"),
+        call("bash", command="cd /testbed && pytest test_inflection.py::test_ordinal 2>&1"),
         call("bash", command="python -m pytest -q -k pluralize test_inflection.py"),
+        call("bash", command="python -m pytest test_inflection.py::test_pluralize_plurals"),
+        call("bash", command="python -m pytest --collect-only test_inflection.py"),
+        call("bash", command="echo python -m pytest test_inflection.py"),
         call("bash", command="ls"),
-    ]) == [1.0, 0.0, 0.0]  # fmt: skip
+    ]) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # fmt: skip
     view = call("str_replace_editor", command="view", path=SOURCE, view_range=[224, 234])
     assert _verdicts(env, view, [
         call("str_replace_editor", command="view", path=SOURCE, view_range=[215, 240]),
@@ -382,20 +450,33 @@ def test_swe_agent_trajectories_import_and_replay_here(task: SWETask, tmp_path: 
 def test_openhands_transcripts_map_their_tool_names(task: SWETask) -> None:
     from pivotgym.envs.swe.importers import from_openhands
 
-    arguments = json.dumps({"command": "ls", "is_input": "false", "safety_risk": "LOW"})
-    trajectory = from_openhands([
+    def bash(call_id: str, **arguments) -> dict:
+        message = call("execute_bash", **arguments)
+        message["tool_calls"][0]["id"] = call_id
+        return message
+
+    finish = {"name": "finish", "arguments": json.dumps({"message": "Fixed the teens."})}
+    messages = [
         {"role": "user", "content": task.problem_statement},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function",
-             "function": {"name": "execute_bash", "arguments": arguments}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "README.rst"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c2", "type": "function", "function": {"name": "finish", "arguments": "{}"}}]},
+        bash("c1", command="ls", is_input="false", timeout=30, security_risk="LOW"),
+        {"role": "tool", "tool_call_ids": "c1", "content": "README.rst"},
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "c2", "type": "function", "function": finish}]},
         {"role": "tool", "tool_call_id": "c2", "content": "done"},
-    ], task)  # fmt: skip
+    ]  # fmt: skip
+    trajectory = from_openhands(messages, task)
     calls = [m["tool_calls"][0]["function"] for m in trajectory.messages if m.get("tool_calls")]
     assert calls == [{"name": "bash", "arguments": '{"command": "ls"}'},
                      {"name": "submit", "arguments": "{}"}]  # fmt: skip
+    assert trajectory.messages[-2]["content"] == "Fixed the teens."  # finish's words kept
+    typing = [*messages[:1], bash("c1", command="q", is_input="true")]
+    with pytest.raises(DataError, match=r"messages\[1\].*is_input: input to a running"):
+        from_openhands(typing, task)
+    unanswered = [*messages[:2], *messages[3:]]
+    with pytest.raises(DataError, match=r"messages\[1\]: tool call 'c1' has no tool message"):
+        from_openhands(unanswered, task)
+    with pytest.raises(DataError, match=r"messages\[1\]\.tool_calls: must be a list"):
+        from_openhands([messages[0], {"role": "assistant", "tool_calls": 7}], task)
 
 
 @pytest.mark.skipif(
@@ -514,10 +595,10 @@ def test_pivotgym_run_takes_instances_of_ones_own_and_names_a_bad_one(
     # first instance's demonstration, made before, is kept.
     bad = replace(gold, instance_id="no-failure", fail_to_pass=(PASSING[0],),
                   pass_to_pass=PASSING[1:])  # fmt: skip
-    data.write_text(json.dumps(gold.to_json()) + "\n" + json.dumps(bad.to_json()) + "\n")
+    data.write_text(json.dumps(gold.to_json()) + "\n\n" + json.dumps(bad.to_json()) + "\n")
     argv[argv.index(str(out))] = str(tmp_path / "run2")
     assert main(argv) == 2
-    assert "instances.jsonl:2: no-failure: FAIL_TO_PASS: 1 of them pass before the fix" in (
+    assert "instances.jsonl:3: no-failure: FAIL_TO_PASS: 1 of them pass before the fix" in (
         capsys.readouterr().err
     )
     assert len((tmp_path / "run2" / "demonstrations.jsonl").read_text().splitlines()) == 1

@@ -143,6 +143,7 @@ def _repo_job(name: str, wanted: int, seed: int) -> tuple[str, list[dict], dict]
 async def _demonstrations(tasks: list[SWETask], seed: int) -> tuple[list[Trajectory], list[dict]]:
     from pivotgym.envs.swe.env import SWEEnv
     from pivotgym.envs.swe.expert import ExpertError, demonstrate
+    from pivotgym.errors import InfraError
 
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(tasks)):
@@ -157,8 +158,10 @@ async def _demonstrations(tasks: list[SWETask], seed: int) -> tuple[list[Traject
                 i = queue.get_nowait()
                 try:
                     done[i] = await demonstrate(env, tasks[i], seed)
-                except ExpertError as exc:
-                    failed.append({"task": tasks[i].instance_id, "why": exc.problem[:300]})
+                except (ExpertError, InfraError) as exc:
+                    # One instance the expert cannot play does not cost the build: it is
+                    # reported, and the next is played.
+                    failed.append({"task": tasks[i].instance_id, "why": str(exc)[:300]})
                 finished = len(done) + len(failed)
                 if finished % 25 == 0 or finished == len(tasks):
                     print(f"expert: {finished}/{len(tasks)} instances, {len(failed)} failed",

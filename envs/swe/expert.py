@@ -140,7 +140,8 @@ def plan_from_mutation(task: SWETask, tree: Path, rng: random.Random) -> Plan:
     start = mutation["start"]
     end = start + len(mutation["text"])
     if buggy[start:end] != mutation["text"]:
-        raise ExpertError("the task's tree does not hold its mutation", file=task.name)
+        raise ExpertError("the task's tree does not hold its mutation",
+                          field=f"{task.instance_id}: mutation")  # fmt: skip
     old, new = replacement(buggy, start, end, mutation["original"])
     if mutation["kind"] == "flip_comparison" and rng.random() < 0.4:
         # An equivalent rewrite, not the original text, where there is one.
@@ -175,7 +176,7 @@ def plan_from_patch(task: SWETask, tree: Path) -> Plan:
     created: list[tuple[str, str]] = []
     marks = list(_FILE.finditer(task.patch))
     if not marks:
-        raise ExpertError("the gold patch changes no file", file=task.name)
+        raise ExpertError("the gold patch changes no file", field=f"{task.instance_id}: patch")
     for i, mark in enumerate(marks):
         before, after = mark.groups()
         body = task.patch[mark.end() : marks[i + 1].start() if i + 1 < len(marks) else None]
@@ -195,7 +196,7 @@ def plan_from_patch(task: SWETask, tree: Path) -> Plan:
                     at = source.find(old)
                     if at < 0:
                         raise ExpertError(f"a hunk of the gold patch does not match {before}",
-                                          file=task.name)  # fmt: skip
+                                          field=f"{task.instance_id}: patch")  # fmt: skip
                     old, new = replacement(source, at, at + len(old), new)
                     edits.append((before, old, new))
                     name = _DEF.search(hunk[1])
@@ -228,14 +229,15 @@ async def demonstrate(env: SWEEnv, task: SWETask, seed: int) -> Trajectory:
         await env.grader.check_instance(task)
         plan = plan_from_patch(task, tree)
     else:
-        raise ExpertError("the task has neither a recorded bug nor a gold patch", file=task.name)
+        raise ExpertError("the task has neither a recorded bug nor a gold patch",
+                          field=f"{task.instance_id}: patch")  # fmt: skip
     await env.areset(options={"task": task})
     done, reward, info = False, 0.0, {}
 
     async def act(tool: str, **arguments: Any) -> str:
         nonlocal done, reward, info
         if done:
-            raise ExpertError("the episode ended early", file=task.name)
+            raise ExpertError("the episode ended early", field=f"{task.instance_id}: max_turns")
         _, reward, terminated, truncated, info = await env.astep(_call(tool, env.turn, **arguments))
         if info.get("infra_error"):
             raise InfraError(f"{task.name}: {info['infra_error']}")
@@ -282,7 +284,7 @@ async def demonstrate(env: SWEEnv, task: SWETask, seed: int) -> Trajectory:
     await act("submit")
     if not done or reward != 1.0:
         raise ExpertError(f"the grader scored the fix {reward}: {info.get('test')}",
-                          file=task.name)  # fmt: skip
+                          field=f"{task.instance_id}: patch")  # fmt: skip
     return Trajectory(
         id=f"{task.instance_id}/{seed}",
         env="swe",

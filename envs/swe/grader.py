@@ -18,8 +18,11 @@ out, and listed in ``ignored`` with the reason:
 - files that configure how Python or pytest run (``pytest.ini``, ``tox.ini``,
   ``setup.cfg``, ``setup.py``, ``pyproject.toml``, ``*.pth``, ``sitecustomize.py``,
   ``usercustomize.py``);
-- new files at the top of the repository or in a folder that was not there (a module
-  that would shadow the standard library's or pytest's);
+- packaging metadata (an ``*.egg-info`` or ``*.dist-info`` folder: an
+  ``entry_points.txt`` there loads a pytest plugin);
+- a new file that is not a Python module in one of the repository's packages (a folder
+  with an ``__init__.py``): anywhere else, at the top, under ``src/``, or in a new
+  folder, a module could shadow the standard library's or pytest itself;
 - git's folder, and anything that is not a regular file (links, FIFOs).
 
 So editing a test, planting a ``conftest.py`` or a ``pytest.ini``, or shadowing a module
@@ -39,12 +42,13 @@ from typing import Any
 
 from pivotgym.core.grader import Episode
 from pivotgym.envs.swe.tasks import WORKDIR, SWETask, apply_diff, materialize
-from pivotgym.errors import DataError, InfraError
+from pivotgym.errors import DataError
 from pivotgym.sandbox.state import read_tree
 
 TEST_DIRS = frozenset({"tests", "test", "testing"})
 CONFIG_FILES = frozenset({"pytest.ini", "tox.ini", "setup.cfg", "setup.py", "pyproject.toml",
-                          "sitecustomize.py", "usercustomize.py", "conftest.py"})  # fmt: skip
+                          "sitecustomize.py", "usercustomize.py"})  # fmt: skip
+METADATA = re.compile(r"(^|/)[^/]+\.(egg|dist)-info(/|$)")
 # What running the code leaves behind, which no fix is made of: pytest's cache, byte code.
 CACHES = re.compile(r"(^|/)(\.pytest_cache|__pycache__)(/|$)|\.pyc$")
 REPORT = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED) (\S.*?)(?: - .*)?$", re.M)
@@ -74,10 +78,12 @@ def graded_change(path: str, clean: dict[str, Any], kind: str) -> str | None:
     name = path.rsplit("/", 1)[-1]
     if name in CONFIG_FILES or name.endswith(".pth"):
         return "configures how Python or pytest run"
+    if METADATA.search(path):
+        return "packaging metadata (its entry points load pytest plugins)"
     if path not in clean:
         folder = path.rsplit("/", 1)[0] if "/" in path else ""
-        if not folder or folder not in clean:
-            return "a new file outside the repository's folders (it could shadow a module)"
+        if not name.endswith(".py") or f"{folder}/__init__.py" not in clean:
+            return "a new file outside the repository's packages (it could shadow a module)"
     return None
 
 
@@ -138,6 +144,29 @@ def agent_change(agent_root: Path, clean_root: Path) -> Change:
     return Change(files, ignored)
 
 
+def _apply(tree: Path, change: Change) -> None:
+    """Write ``change`` over ``tree``: deletions first, then files, each replacing
+    whatever stands at its path or in the way of its folder."""
+    for path, data in sorted(change.files.items(), key=lambda item: item[1] is not None):
+        target = tree / path
+        if data is None:
+            _remove(target)
+            continue
+        for parent in reversed(target.relative_to(tree).parents[:-1]):
+            if (tree / parent).is_file() or (tree / parent).is_symlink():
+                (tree / parent).unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove(target)
+        target.write_bytes(data)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def statuses(output: str) -> dict[str, str]:
     """Each test's outcome from pytest's ``-rA`` summary; a test reported failed or in
     error anywhere counts as such, whatever else was printed."""
@@ -169,6 +198,9 @@ class SWEGrader:
         not make every ``FAIL_TO_PASS`` and ``PASS_TO_PASS`` test pass."""
         clean_root = materialize(task)
         _, before = await self.run_tests(task, Change({}, {}), clean_root)
+        if "note" in before:
+            raise DataError(f"{before['note']} before the fix",
+                            field=f"{task.instance_id}: FAIL_TO_PASS")  # fmt: skip
         passing = before.get("tests_status", {}).get("FAIL_TO_PASS", {}).get("success")
         if passing:
             raise DataError(f"{len(passing)} of them pass before the fix, {passing[0]!r} first",
@@ -182,6 +214,9 @@ class SWEGrader:
             apply_diff(fixed, task.patch, f"{task.instance_id}: patch")
             change = agent_change(fixed, clean_root)
         reward, after = await self.run_tests(task, change, clean_root)
+        if "note" in after:
+            raise DataError(f"{after['note']} after the gold patch",
+                            field=f"{task.instance_id}: patch")  # fmt: skip
         if reward != 1.0:
             status = after.get("tests_status", {})
             failing = [t for k in ("FAIL_TO_PASS", "PASS_TO_PASS")
@@ -199,33 +234,31 @@ class SWEGrader:
         with tempfile.TemporaryDirectory(prefix="pivotgym-swe-grade-") as scratch:
             tree = Path(scratch) / "testbed"
             shutil.copytree(clean_root, tree, symlinks=True)
-            for path, data in change.files.items():
-                target = tree / path
-                if data is None:
-                    target.unlink(missing_ok=True)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(data)
+            try:
+                _apply(tree, change)
+            except OSError as exc:  # a file where the clean tree has a folder, or the reverse
+                return self._unresolved(f"the change cannot be applied: {exc}", change, clean_root)
             if task.test_patch:
                 apply_diff(tree, task.test_patch, "test_patch")
             spec = self.env.spec_for(task)
             limits = replace(spec.limits, max_output_bytes=GRADER_OUTPUT_BYTES)
-            spec = replace(
-                spec, files=tree, limits=limits, labels={**spec.labels, "role": "grader"}
-            )
+            spec = replace(spec, files=tree, limits=limits,
+                           env={**spec.env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+                           labels={**spec.labels, "role": "grader"})  # fmt: skip
             box = await self.env.backend.create(spec)
             try:
                 # The test files, not the ids: pytest does not take every id it prints
                 # back (parameters with quotes or spaces), and SWE-bench too reads a log.
+                # A line a test, and no captured output: what the agent's code prints
+                # cannot crowd the report out.
                 result = await box.exec(["python3", "-m", "pytest", "-p", "no:cacheprovider",
-                                         "-rA", "-q", "--no-header", *task.test_files])  # fmt: skip
+                                         "-q", "--no-header", "--tb=no", "--show-capture=no",
+                                         "-rfEsxXp", *task.test_files])  # fmt: skip
             finally:
                 await box.close()
-        if result.timed_out:
-            return 0.0, {"resolved": False, "note": "the tests timed out",
-                         "patch": change.patch(clean_root), "ignored": change.ignored}  # fmt: skip
-        if result.truncated:
-            raise InfraError("the graded test run's report was cut; raise GRADER_OUTPUT_BYTES")
+        if result.timed_out or result.truncated:
+            why = "the tests timed out" if result.timed_out else "the test run's report was cut"
+            return self._unresolved(why, change, clean_root)
         found = statuses(result.output)
 
         def split(tests: tuple[str, ...]) -> dict[str, list[str]]:
@@ -243,3 +276,8 @@ class SWEGrader:
             "patch": change.patch(clean_root),
             "ignored": change.ignored,
         }
+
+    @staticmethod
+    def _unresolved(note: str, change: Change, clean_root: Path) -> tuple[float, dict[str, Any]]:
+        return 0.0, {"resolved": False, "note": note, "patch": change.patch(clean_root),
+                     "ignored": change.ignored}  # fmt: skip

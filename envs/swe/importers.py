@@ -7,13 +7,16 @@
   content given as a list of text parts is joined. Demonstrations shown in the prompt
   (``is_demo``) are left out.
 - :func:`from_openhands`: an OpenHands-style list of chat messages, whose tool names
-  (``execute_bash``, ``finish``) are pivotgym's aliases and whose extra arguments
-  (``safety_risk``, ``is_input``) are dropped.
+  (``execute_bash``, ``finish``) are pivotgym's aliases. Arguments pivotgym's tools do
+  not take are dropped (each call's ``security_risk``, bash's ``timeout`` and a false
+  ``is_input``), but for ``finish``'s ``message``, which becomes the assistant's text;
+  input to a running command (``is_input`` true) does not map.
 
 Both map onto the env's tools: ``bash``, ``str_replace_editor`` and ``submit``. A call of
 another tool (SWE-agent's older ``find_file``, ``open``, ``edit``, ...), a text action
 (SWE-agent 0.x), a tool message without its call, or a trajectory of no known task is a
-one-line error naming the file and the entry.
+one-line error naming the file and the entry, as is a tool call no tool message answers
+before the next turn.
 """
 
 from __future__ import annotations
@@ -33,7 +36,13 @@ from pivotgym.sandbox.shell import BASH_TOOL
 
 ALIASES = {"bash": "bash", "execute_bash": "bash", "str_replace_editor": "str_replace_editor",
            "submit": "submit", "finish": "submit"}  # fmt: skip
-DROPPED_ARGUMENTS = frozenset({"safety_risk", "is_input", "thought"})
+# Arguments of the other agents' tools that pivotgym's do not take, by pivotgym's tool:
+# OpenHands' risk rating of each call and bash's own timeout (a sandbox has its limits).
+DROPPED_ARGUMENTS = {
+    "bash": frozenset({"security_risk", "timeout"}),
+    "str_replace_editor": frozenset({"security_risk"}),
+    "submit": frozenset({"security_risk", "task_completed", "outputs"}),
+}
 TOOLS = [BASH_TOOL, EDITOR_TOOL, SUBMIT_TOOL]
 
 
@@ -82,18 +91,35 @@ def _call(raw: Any, where: str) -> dict[str, Any]:
         raise DataError("arguments are not JSON", field=f"{where}.function.arguments") from None
     if not isinstance(parsed, dict):
         raise DataError("arguments must be an object", field=f"{where}.function.arguments")
-    kept = {k: v for k, v in parsed.items() if k not in DROPPED_ARGUMENTS}
+    tool = ALIASES[name]
+    if tool == "bash" and parsed.get("is_input") not in (None, False, "false"):
+        raise DataError("input to a running command (is_input) has no bash call to map to",
+                        field=f"{where}.function.arguments.is_input")  # fmt: skip
+    kept = {k: v for k, v in parsed.items()
+            if k not in DROPPED_ARGUMENTS[tool] and k != "is_input"}  # fmt: skip
     if not isinstance(raw.get("id"), str):
         raise DataError("a tool call needs its string id", field=f"{where}.id")
     return {"id": raw["id"], "type": "function",
-            "function": {"name": ALIASES[name], "arguments": json.dumps(kept)}}  # fmt: skip
+            "function": {"name": tool, "arguments": json.dumps(kept)}}  # fmt: skip
+
+
+def _finish_message(call: dict[str, Any]) -> str | None:
+    """The words an OpenHands ``finish`` call carries (``message``), which pivotgym's
+    ``submit`` does not take: they become the assistant message's text."""
+    arguments = json.loads(call["function"]["arguments"])
+    if call["function"]["name"] != "submit" or "message" not in arguments:
+        return None
+    message = arguments.pop("message")
+    call["function"]["arguments"] = json.dumps(arguments)
+    return message if isinstance(message, str) else json.dumps(message)
 
 
 def _messages(entries: Any, where: str, *, observation_prefix: str = "") -> list[dict[str, Any]]:
     if not isinstance(entries, list):
         raise DataError("must be a list of messages", field=where)
     out: list[dict[str, Any]] = []
-    pending: list[str] = []
+    pending: list[str] = []  # the last assistant turn's calls no tool message has answered
+    calls_at = 0
     for i, entry in enumerate(entries):
         at = f"{where}[{i}]"
         if not isinstance(entry, dict):
@@ -104,23 +130,30 @@ def _messages(entries: Any, where: str, *, observation_prefix: str = "") -> list
         if role in ("system", "user"):
             out.append({"role": role, "content": _text(entry.get("content"), at)})
         elif role == "assistant":
+            if pending:
+                raise DataError(f"tool call {pending[0]!r} has no tool message",
+                                field=f"{where}[{calls_at}]")  # fmt: skip
             calls = _list(entry.get("tool_calls")) or []
+            if not isinstance(calls, list):
+                raise DataError("must be a list of tool calls", field=f"{at}.tool_calls")
             if not calls and entry.get("action"):
                 raise DataError("a text action (SWE-agent 0.x) has no tool call to map",
                                 field=f"{at}.action")  # fmt: skip
             mapped = [_call(c, f"{at}.tool_calls[{j}]") for j, c in enumerate(calls)]
-            content = _text(entry.get("content"), at) or None
+            said = [m for c in mapped if (m := _finish_message(c))]
+            content = "\n\n".join([_text(entry.get("content"), at), *said]).strip() or None
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if mapped:
                 message["tool_calls"] = mapped
-            pending = [c["id"] for c in mapped]
+            pending, calls_at = [c["id"] for c in mapped], i
             out.append(message)
         elif role == "tool":
             ids = _list(entry.get("tool_call_ids")) or [entry.get("tool_call_id")]
-            call_id = ids[0] if ids else None
+            call_id = ids if isinstance(ids, str) else ids[0] if isinstance(ids, list) else None
             if call_id not in pending:
                 raise DataError("a tool message whose call is not the last assistant turn's",
                                 field=at)  # fmt: skip
+            pending.remove(call_id)
             text = _text(entry.get("content"), at)
             text = text.removeprefix(observation_prefix) if observation_prefix else text
             out.append({"role": "tool", "tool_call_id": call_id, "content": text})

@@ -7,12 +7,14 @@ the bug's diff is a line or two, as a real one is):
 - ``flip_comparison``: ``<`` for ``<=`` (and back), ``>`` for ``>=``, ``==`` for ``!=``,
   ``in`` for ``not in``, ``is`` for ``is not``;
 - ``flip_boolean``: ``and`` for ``or`` and back;
-- ``off_by_one``: an integer in a slice, an index or a ``range`` call one higher or lower;
+- ``off_by_one``: an integer in a slice, an index or a ``range`` call one higher (a
+  negative one, ``-n``, one nearer zero);
 - ``invert_condition``: an ``if``'s or ``while``'s condition negated;
 - ``swap_arguments``: the first two positional arguments of a call swapped;
-- ``wrong_default``: a parameter's default constant changed;
-- ``wrong_constant``: a constant in an expression changed (``True`` for ``False``, a
-  number one off, an empty string for a string);
+- ``wrong_default``: a parameter's default constant changed (``True`` for ``False``, an
+  integer one higher, an empty string for a string);
+- ``wrong_constant``: a constant in an expression changed, as a default is, but for
+  strings (most are messages and names, which tests seldom check);
 - ``drop_statement``: a statement of a body with more than one removed;
 - ``drop_return``: ``return x`` made a bare ``return``.
 
@@ -96,7 +98,7 @@ class _Finder(ast.NodeVisitor):
 
     def _add(self, kind: str, node: ast.AST, start: int, end: int, text: str) -> None:
         if not self.scope:
-            return  # only inside functions: module-level code runs at import
+            return  # functions only (their defaults too): module-level code runs at import
         original = self.source[start:end]
         if original != text:
             line = node.lineno  # type: ignore[attr-defined]

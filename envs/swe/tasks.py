@@ -159,7 +159,8 @@ def task_from_json(data: Any, *, base: Path | None = None) -> SWETask:
     if not fail:
         raise DataError("an instance needs at least one test that its fix makes pass",
                         field="FAIL_TO_PASS")  # fmt: skip
-    files = data.get("test_files") or sorted({t.split("::")[0] for t in (*fail, *passing)})
+    files = (_tests(data["test_files"], "test_files") if data.get("test_files")
+             else sorted({t.split("::")[0] for t in (*fail, *passing)}))  # fmt: skip
     known = {*FIELDS, "bug_patch", "repo_path", "test_files", "family", "max_turns"}
     try:
         return SWETask(

@@ -17,10 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pivotgym.envs.swe.editor_program import COMMANDS
 from pivotgym.sandbox.base import Sandbox
 
 EDITOR_PROGRAM = (Path(__file__).parent / "editor_program.py").read_text()
-EDITOR_COMMANDS = ("view", "create", "str_replace", "insert", "undo_edit")
 
 EDITOR_TOOL = {
     "type": "function",
@@ -51,7 +51,7 @@ EDITOR_TOOL = {
             "properties": {
                 "command": {
                     "type": "string",
-                    "enum": list(EDITOR_COMMANDS),
+                    "enum": list(COMMANDS),
                     "description": "The commands to run.",
                 },
                 "path": {
@@ -115,7 +115,7 @@ def check_editor_arguments(arguments: dict[str, Any]) -> None:
     if unknown:
         raise ValueError(f"str_replace_editor has no argument {unknown[0]!r}")
     for key in ("command", "path"):
-        if key not in arguments:
+        if arguments.get(key) is None:
             raise ValueError(f"str_replace_editor needs the argument {key!r}")
     for key, value in arguments.items():
         ok = value is None or (isinstance(value, _TYPES[key]) and not isinstance(value, bool))

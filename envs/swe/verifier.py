@@ -10,13 +10,19 @@ only read (*exploration*). The sampled turn must do the same kind of thing, and:
   of the task's ``FAIL_TO_PASS`` and ``PASS_TO_PASS`` tests when both changes are graded
   as the episode's end would be (:class:`~pivotgym.envs.swe.grader.SWEGrader`: tests
   restored, planted files left out, in a fresh sandbox; the expert's outcome is graded
-  once a state). So an equivalent rewrite of the fix passes, and so does another edit
-  that makes the same tests pass and fail; a change to the tests never counts.
-- **a test run** (a command that runs pytest and changes no file) passes when it runs
-  a test the issue is about: its output reports one of the ``FAIL_TO_PASS`` tests, or
-  the command runs the whole of its test file (names it, selects nothing with ``-k``).
-  A test run is for seeing the bug or the fix at work; any run that exercises the
-  failing tests shows it.
+  once a state), where the expert's edit resolves the issue. So an equivalent rewrite
+  of the fix passes, and so does another edit that makes every test pass; a change to
+  the tests never counts. Where the expert's edit does not resolve the issue alone (a
+  wrong guess it takes back, one hunk of a longer fix) only the first two rules hold:
+  there the tests' outcome would be shared by any edit that changes nothing they see.
+- **a test run** (a command that runs pytest and changes no file) passes when one of
+  its pytest runs takes in a test the issue is about and its output shows tests ran:
+  the run names a ``FAIL_TO_PASS`` test, its file or a folder above it (or nothing: the
+  suite where it stands), narrows nothing away (``-k``, ``-m``, ``--deselect``,
+  ``--collect-only``, ``--last-failed``, ...), and pytest's count of passed or failed
+  tests is in the output. A test run is for seeing the bug or the fix at work; any run
+  that exercises the failing tests shows it, and one that runs other tests, or only
+  collects them, does not.
 - **exploration** (a command or view that changes nothing and runs no test) passes when
   it shows the agent what the expert's showed: at least half of the informative lines
   of the expert's output (line numbers and blank lines aside) appear in the sample's.
@@ -30,6 +36,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shlex
 from typing import Any
 
 from pivotgym.envs.swe.grader import CACHES, agent_change
@@ -38,9 +45,23 @@ from pivotgym.sandbox.state import read_tree
 from pivotgym.verifiers.base import Call, State, Verdict, Verifier, failed, infra, passed
 
 GIT = re.compile(r"^\.git(/|$)")  # git's own records: no change of the code
-PYTEST = re.compile(r"\b(pytest|py\.test|unittest)\b")
+_PYTHON = re.compile(r"^python(\d(\.\d+)?)?$")
+# What pytest prints when tests ran: "3 failed, 40 passed in 0.5s".
+_RAN = re.compile(r"\b\d+ (passed|failed)\b")
+# Options that leave tests out of a run, or run none.
+NARROWING = frozenset({"-k", "-m", "--deselect", "--ignore", "--ignore-glob", "--co",
+                       "--collect-only", "--lf", "--last-failed", "--sw", "--stepwise",
+                       "--setup-only", "--setup-plan", "--fixtures", "--markers", "--version",
+                       "-h", "--help"})  # fmt: skip
+# Options whose value is the next word, not a test to run.
+VALUED = frozenset({"-k", "-m", "-p", "-c", "-o", "-r", "-W", "--deselect", "--ignore",
+                    "--ignore-glob", "--rootdir", "--tb", "--maxfail", "--durations",
+                    "--confcutdir", "--basetemp", "--import-mode", "--capture", "--color",
+                    "--override-ini", "--log-level", "--junitxml", "--junit-xml"})  # fmt: skip
 _NUMBERED = re.compile(r"^\s*\d+[\t:-]")
 SHARE = 0.5  # of the expert's informative lines an exploring turn must show
+MAX_AST_BYTES = 1 << 20  # larger than any module of the bundled repositories
+OUTCOMES_KEPT = 256
 
 
 def _tree(env: Any) -> dict[str, str | None]:
@@ -49,13 +70,88 @@ def _tree(env: Any) -> dict[str, str | None]:
             if e.kind != "d" and not CACHES.search(p) and not GIT.search(p)}  # fmt: skip
 
 
+def pytest_runs(command: str) -> list[tuple[list[str], bool]]:
+    """Each pytest run in a shell command (``pytest``, ``py.test``, ``python -m pytest``):
+    the tests it names, and whether it narrows (:data:`NARROWING`)."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:  # unbalanced quotes: the shell would not run it either
+        return []
+    runs: list[tuple[list[str], bool]] = []
+    segment: list[str] = []
+    for word in [*words, ";"]:
+        if word and all(c in "();<>|&" for c in word):
+            if ">" in word or "<" in word:
+                segment.append(word)  # a redirection: its target follows
+                continue
+            runs.extend(_pytest_run(segment))
+            segment = []
+        else:
+            segment.append(word)
+    return runs
+
+
+def _pytest_run(words: list[str]) -> list[tuple[list[str], bool]]:
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        words = words[1:]  # VAR=value before the program
+    if not words:
+        return []
+    program = words[0].rsplit("/", 1)[-1]
+    if program in ("pytest", "py.test"):
+        rest = words[1:]
+    elif _PYTHON.match(program) and words[1:3] == ["-m", "pytest"]:
+        rest = words[3:]
+    else:
+        return []
+    tests: list[str] = []
+    narrows = skip = False
+    for word in rest:
+        if skip:  # an option's value, or a redirection's target
+            skip = False
+        elif word.startswith("-"):
+            short = not word.startswith("--")
+            narrows |= word.split("=", 1)[0] in NARROWING or (short and word[:2] in ("-k", "-m"))
+            skip = word in VALUED  # "-k EXPR", "--tb short"; "-kEXPR", "--tb=short" hold theirs
+        elif ">" in word or "<" in word:
+            skip = True
+        elif not word.isdigit():  # a number is the stream a redirection moves ("2>&1")
+            tests.append(word)
+    return [(tests, narrows)]
+
+
+def _takes_in(tests: list[str], node: str) -> bool:
+    """Whether a pytest run naming ``tests`` (paths or node ids, from the repository's
+    top or a folder below it) runs the test ``node``."""
+    if not tests:
+        return True
+    file = node.split("::")[0]
+    for test in tests:
+        test = test.removeprefix(f"{WORKDIR}/").removeprefix("./").rstrip("/")
+        if test in ("", ".", WORKDIR) or test in (node, file):
+            return True
+        if file.startswith(test + "/") or node.startswith((test + "::", test + "[")):
+            return True  # a folder above the file, or a class or function of it
+        if node.endswith("/" + test) or file.endswith("/" + test):
+            return True  # from a folder below the top
+    return False
+
+
 def _normal_ast(data: bytes | None) -> str | None:
-    if data is None:
+    """The syntax tree of a Python file, as text; ``None`` for what does not parse (or
+    is too large or too deep to: the agent may write any file)."""
+    if data is None or len(data) > MAX_AST_BYTES:
         return None
     try:
         return ast.dump(ast.parse(data.decode("utf-8", "replace")), annotate_fields=False)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
+
+
+def _command(call: Call) -> str:
+    command = call.arguments.get("command") if call.name == "bash" else None
+    return command if isinstance(command, str) else ""
 
 
 def _lines(text: str) -> set[str]:
@@ -108,7 +204,7 @@ class SWEVerifier(Verifier):
                 return await self._same_edit(env.task, sample, expert, mine, theirs)
             if mine != before:
                 return failed("changes files where the expert only looked")
-            if any(PYTEST.search(c.arguments.get("command", "")) for c in reference_calls):
+            if any(pytest_runs(_command(c)) for c in reference_calls):
                 return self._test_run(env.task, calls, got)
             shown, wanted = _lines("\n".join(got)), _lines("\n".join(want))
             if not wanted:
@@ -131,16 +227,15 @@ class SWEVerifier(Verifier):
 
     @staticmethod
     def _test_run(task: SWETask, calls: list[Call], outputs: list[str]) -> Verdict:
-        commands = " ".join(c.arguments.get("command", "") for c in calls)
-        if not PYTEST.search(commands):
+        runs = [run for c in calls for run in pytest_runs(_command(c))]
+        if not runs:
             return failed("the expert runs the tests; the sample does not")
-        output = "\n".join(outputs)
-        names = {t.split("::")[-1].split("[")[0] for t in task.fail_to_pass}
-        files = {t.split("::")[0] for t in task.fail_to_pass}
-        whole_file = any(f in commands for f in files) and not re.search(r"\s-k\b", commands)
-        if any(n in output for n in names) or whole_file:
-            return passed("runs a test the issue is about")
-        return failed("runs no test the issue is about")
+        if not any(not narrows and any(_takes_in(tests, t) for t in task.fail_to_pass)
+                   for tests, narrows in runs):  # fmt: skip
+            return failed("runs no test the issue is about")
+        if not _RAN.search("\n".join(outputs)):
+            return failed("its output shows no test ran")
+        return passed("runs a test the issue is about")
 
     async def _same_edit(
         self,
@@ -163,11 +258,18 @@ class SWEVerifier(Verifier):
         if same_code:
             return passed("the same code as the expert's edit, up to formatting")
         grader = sample.grader
-        # The expert's outcome is the same for every sample of a state: graded once.
+        # The expert's outcome is the same for every sample of a state: graded once (a
+        # profiling pass visits a state's samples together, so the last few are kept).
         key = json.dumps([task.key, sorted(theirs.items())])
         if key not in self._expert_outcomes:
+            if len(self._expert_outcomes) >= OUTCOMES_KEPT:
+                del self._expert_outcomes[next(iter(self._expert_outcomes))]
             self._expert_outcomes[key] = (await grader.run_tests(task, b, clean))[1]
         want = self._expert_outcomes[key]
+        if not want.get("resolved"):
+            # A wrong guess, or one step of a longer fix: the tests' outcome does not
+            # stand for what the edit is, and any harmless edit would share it.
+            return failed("other code than the expert's edit, which does not resolve alone")
         _, got = await grader.run_tests(task, a, clean)
         if "tests_status" not in got or "tests_status" not in want:
             return failed("its tests do not finish as the expert's do")

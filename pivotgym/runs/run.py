@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from rich.console import Console
 
-from pivotgym.core import registry
+from pivotgym.core import jsonl, registry
 from pivotgym.core.candidates import Candidate, candidates
 from pivotgym.core.env import AsyncEnv, run_sync
 from pivotgym.core.ledger import Ledger, load_ledger
@@ -206,6 +206,12 @@ class Run:
             raise DataError(f"environment {name!r} has no expert to demonstrate tasks with: "
                             "give trajectories instead", field="data.tasks")  # fmt: skip
         tasks = registry.load_tasks(data.tasks, env=name)
+        try:  # each task's line, where the file is JSON Lines
+            lines: list[int | None] = [n for n, _ in jsonl.rows(Path(data.tasks))]
+        except DataError:
+            lines = []
+        if len(lines) != len(tasks):
+            lines = [None] * len(tasks)
         path = self.out / "demonstrations.jsonl"
         made = list(iter_trajectories(path)) if path.exists() else []
 
@@ -216,7 +222,7 @@ class Run:
                     try:
                         trajectory = await expert(env, tasks[i], self.config.seed)
                     except DataError as exc:
-                        raise DataError(exc.problem, file=data.tasks, line=i + 1,
+                        raise DataError(exc.problem, file=data.tasks, line=lines[i],
                                         field=exc.field) from None  # fmt: skip
                     with path.open("a") as fh:
                         fh.write(dumps(trajectory) + "\n")

@@ -194,7 +194,8 @@ def escape_controls(text: str) -> str:
 
 
 def check_argv(argv: Sequence[str], env: Mapping[str, str]) -> None:
-    """Raise ``ValueError`` for a command line that exec(2) would refuse (E2BIG).
+    """Raise ``ValueError`` for a command line that exec(2) would refuse (E2BIG, or a
+    NUL byte inside an argument).
 
     Such a command is the caller's mistake, not a failure of the sandbox, so it is
     refused before anything starts.
@@ -203,6 +204,8 @@ def check_argv(argv: Sequence[str], env: Mapping[str, str]) -> None:
         raise ValueError("exec needs a command")
     total = 0
     for arg in argv:
+        if "\0" in arg:
+            raise ValueError("an argument holds a NUL byte, which exec cannot pass")
         size = len(arg.encode("utf-8", "surrogateescape"))
         if size > MAX_ARG_BYTES:
             raise ValueError(

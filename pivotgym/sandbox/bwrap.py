@@ -311,6 +311,9 @@ class BwrapSandbox(StateSandbox):
         except OSError as exc:
             os.close(info_read)
             raise InfraError(f"cannot start bwrap: {exc}") from exc
+        except BaseException:
+            os.close(info_read)
+            raise
         finally:
             for fd in (*fds, info_write):
                 os.close(fd)
