@@ -110,8 +110,9 @@ async def verifier_cost(backend: str, rounds: int) -> dict[str, Any]:
         timed.append(time.perf_counter() - start)
         assert verdict.reward == 1.0, verdict
         start = time.perf_counter()
-        await fixed.sandbox.exec(["python3", "-m", "pytest", "-p", "no:cacheprovider", "-rA",
-                                  "-q", *env.task.test_files])  # fmt: skip
+        await fixed.sandbox.exec(["python3", "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                                  "--no-header", "--tb=no", "--show-capture=no", "-rfEsxXp",
+                                  *env.task.test_files])  # fmt: skip
         direct.append(time.perf_counter() - start)
     await fixed.aclose()
     await env.aclose()

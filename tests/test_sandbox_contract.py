@@ -384,6 +384,42 @@ def test_a_state_too_deep_to_copy_is_the_commands_doing(backend):
     assert not root.exists()
 
 
+def test_a_folder_lists_the_same_in_a_fresh_restored_or_forked_sandbox(backend, tmp_path):
+    """``ls -U`` (and ``find``, ``grep -r``) prints a folder in the order its state's
+    file system gives, which a replay compares: copies are made in name order, never in
+    the order the files were made in on the host, nor of their inode numbers."""
+    names = [f"m{i:02d}.py" for i in (7, 3, 11, 0, 5, 9, 1, 12, 4, 8, 2, 10, 6)]
+    for name in names:  # made out of order
+        (tmp_path / name).write_text(name)
+    (tmp_path / "pkg").mkdir()
+    for name in reversed(names):
+        (tmp_path / "pkg" / name).write_text(name)
+    listing = ["sh", "-c", "ls -U . pkg"]
+
+    async def go():
+        async with await backend.create(SandboxSpec(files=tmp_path)) as sb:
+            fresh = (await sb.exec(listing)).output
+            snap = await sb.snapshot()
+            try:
+                async with await backend.create(SandboxSpec(), snapshot=snap) as restored:
+                    again = (await restored.exec(listing)).output
+            finally:
+                await snap.release()
+            forks = await sb.fork(2)
+            try:
+                forked = [(await f.exec(listing)).output for f in forks]
+            finally:
+                for f in forks:
+                    await f.close()
+            return fresh, again, forked
+
+    fresh, again, forked = run(go())
+    assert again == fresh and forked == [fresh, fresh]
+    if os.geteuid() == 0:  # the state is a tmpfs, which lists the newest entry first
+        top = fresh.split("\n\n")[0].splitlines()[1:]
+        assert top == sorted([*names, "pkg"], reverse=True)
+
+
 def test_a_sparse_file_costs_its_blocks_not_its_length(backend):
     """The host's digest skips holes and equals that of the same bytes written out; a
     file of hundreds of MB is digested, never held (a reader asked for its bytes)."""

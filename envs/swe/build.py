@@ -6,6 +6,7 @@
     python -m pivotgym.envs.swe.build              # instances and trajectories: data/
     python -m pivotgym.envs.swe.build --scale 0.05 --out /tmp/swe   # a small build
     python -m pivotgym.envs.swe.build --check      # rebuild in memory, compare with data/
+    python -m pivotgym.envs.swe.build --trajectories   # the expert's part again, same instances
 
 Per repository, bug candidates (:mod:`pivotgym.envs.swe.bugs`) are drawn with the seed and
 validated by the repository's tests until half again the repository's share is reached
@@ -239,6 +240,32 @@ def build(seed: int = 0, scale: float = 1.0) -> dict[str, bytes]:
     }
 
 
+def rerecord(data: Path, seed: int = 0) -> dict[str, bytes]:
+    """The files of :func:`build` whose content is the expert's: its trajectories over
+    the train instances already in ``data`` (after a change of the expert or of the
+    sandbox), the report's counts brought up to date. A build from the seed makes the
+    same instances, so this is what it would give, unless the expert now fails on one."""
+    from pivotgym.envs.swe.tasks import load_task_file
+
+    train_tasks = load_task_file(data / "tasks-train.jsonl.gz")
+    trajectories, failed = asyncio.run(_demonstrations(train_tasks, seed))
+    shown = {t.task["instance_id"] for t in trajectories}
+    report = json.loads((data / "report.json").read_text())
+    report.update({
+        "instances": {**report["instances"], "train": len(shown)},
+        "trajectories": len(trajectories),
+        "expert_failed": failed,
+        "turns": dict(sorted(Counter(t.num_turns for t in trajectories).items())),
+    })  # fmt: skip
+    return {
+        "tasks-train.jsonl.gz": _gzip(
+            encode_tasks([t for t in train_tasks if t.instance_id in shown])
+        ),
+        "train.jsonl.gz": _gzip("".join(dumps(t) + "\n" for t in trajectories).encode()),
+        "report.json": (json.dumps(report, indent=2) + "\n").encode(),
+    }
+
+
 def _masked(data: bytes) -> str:
     """A file's text with what varies between runs masked, as replay compares outputs."""
     from pivotgym.envs.swe.env import VARYING
@@ -256,11 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sdists", type=Path, help="where fetched releases are kept",
                         default=Path(tempfile.gettempdir()) / "pivotgym-sdists")  # fmt: skip
     parser.add_argument("--check", action="store_true", help="compare a rebuild with --out")
+    again = "record the expert's trajectories again over --out's instances"
+    parser.add_argument("--trajectories", action="store_true", help=again)
     args = parser.parse_args(argv)
     if args.repos:
         build_repos(args.sdists)
         return 0
-    files = build(args.seed, args.scale)
+    files = rerecord(args.out, args.seed) if args.trajectories else build(args.seed, args.scale)
     if args.check:
         differ = [
             n for n, data in files.items()

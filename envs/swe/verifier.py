@@ -34,12 +34,14 @@ only read (*exploration*). The sampled turn must do the same kind of thing, and:
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
-from pivotgym.envs.swe.grader import CACHES, agent_change
+from pivotgym.envs.swe.grader import CACHES, Change, agent_change
 from pivotgym.envs.swe.tasks import WORKDIR, SWETask, materialize
 from pivotgym.sandbox.state import read_tree
 from pivotgym.verifiers.base import Call, State, Verdict, Verifier, failed, infra, passed
@@ -61,7 +63,7 @@ VALUED = frozenset({"-k", "-m", "-p", "-c", "-o", "-r", "-W", "--deselect", "--i
 _NUMBERED = re.compile(r"^\s*\d+[\t:-]")
 SHARE = 0.5  # of the expert's informative lines an exploring turn must show
 MAX_AST_BYTES = 1 << 20  # larger than any module of the bundled repositories
-OUTCOMES_KEPT = 256
+KEPT = 256  # states whose expert turn and outcome are kept
 
 
 def _tree(env: Any) -> dict[str, str | None]:
@@ -163,12 +165,24 @@ def _lines(text: str) -> set[str]:
     return out
 
 
+@dataclass(frozen=True)
+class _ExpertTurn:
+    """What the expert's turn does at a state: the same for every sample of it."""
+
+    outputs: list[str]
+    tree: dict[str, str | None]  # the workdir after it (:func:`_tree`)
+    change: Change  # against the task's clean tree
+
+
 class SWEVerifier(Verifier):
     """See the module docstring."""
 
     name = "swe"
 
     def __init__(self) -> None:
+        # A profiling pass visits a state's samples together: the expert's turn and its
+        # graded outcome are made once a state, and the last few states' kept.
+        self._expert_turns: dict[str, _ExpertTurn] = {}
         self._expert_outcomes: dict[str, dict[str, Any]] = {}
 
     async def check(
@@ -192,21 +206,30 @@ class SWEVerifier(Verifier):
         if theirs_submit or any(c.name == "submit" for c in calls):
             same = theirs_submit == any(c.name == "submit" for c in calls)
             return passed("submits, as the expert") if same else failed("submits otherwise")
-        sample, expert = await env.afork(2)
+        key = json.dumps([state.key, [[c.name, c.arguments] for c in reference_calls]],
+                         sort_keys=True)  # fmt: skip
+        expert = self._expert_turns.get(key)
+        forks = await env.afork(1 if expert else 2)
+        sample = forks[0]
         try:
             before = _tree(sample)
-            got = [await self._run(sample, c) for c in calls]
-            want = [await self._run(expert, c) for c in reference_calls]
-            mine, theirs = _tree(sample), _tree(expert)
+            if expert is None:
+                got, expert = await asyncio.gather(
+                    self._run_all(sample, calls), self._expert_turn(env.task, forks[1],
+                                                                    reference_calls))  # fmt: skip
+                _remember(self._expert_turns, key, expert)
+            else:
+                got = await self._run_all(sample, calls)
+            mine, theirs = _tree(sample), expert.tree
             if theirs != before:
                 if mine == before:
                     return failed("the expert edits the code; the sample changes nothing")
-                return await self._same_edit(env.task, sample, expert, mine, theirs)
+                return await self._same_edit(env.task, sample, expert, mine)
             if mine != before:
                 return failed("changes files where the expert only looked")
             if any(pytest_runs(_command(c)) for c in reference_calls):
                 return self._test_run(env.task, calls, got)
-            shown, wanted = _lines("\n".join(got)), _lines("\n".join(want))
+            shown, wanted = _lines("\n".join(got)), _lines("\n".join(expert.outputs))
             if not wanted:
                 return passed("reads, as the expert's turn that shows nothing")
             share = len(shown & wanted) / len(wanted)
@@ -214,16 +237,24 @@ class SWEVerifier(Verifier):
                 return passed(f"shows {share:.0%} of what the expert's turn shows")
             return failed(f"shows {share:.0%} of what the expert's turn shows", share=share)
         finally:
-            await sample.aclose()
-            await expert.aclose()
+            for fork in forks:
+                await fork.aclose()
+
+    async def _expert_turn(self, task: SWETask, env: Any, calls: list[Call]) -> _ExpertTurn:
+        outputs = await self._run_all(env, calls)
+        change = agent_change(env.sandbox.host_dir(WORKDIR), materialize(task))
+        return _ExpertTurn(outputs, _tree(env), change)
 
     @staticmethod
-    async def _run(env: Any, call: Call) -> str:
-        try:
-            content, _ = await env.call_tool(call.name, call.arguments)
-        except ValueError as exc:
-            return f"Error: {exc}"
-        return content
+    async def _run_all(env: Any, calls: list[Call]) -> list[str]:
+        out = []
+        for call in calls:
+            try:
+                content, _ = await env.call_tool(call.name, call.arguments)
+            except ValueError as exc:
+                content = f"Error: {exc}"
+            out.append(content)
+        return out
 
     @staticmethod
     def _test_run(task: SWETask, calls: list[Call], outputs: list[str]) -> Verdict:
@@ -238,18 +269,12 @@ class SWEVerifier(Verifier):
         return passed("runs a test the issue is about")
 
     async def _same_edit(
-        self,
-        task: SWETask,
-        sample: Any,
-        expert: Any,
-        mine: dict[str, str | None],
-        theirs: dict[str, str | None],
+        self, task: SWETask, sample: Any, expert: _ExpertTurn, mine: dict[str, str | None]
     ) -> Verdict:
-        if mine == theirs:
+        if mine == expert.tree:
             return passed("leaves the same files as the expert's edit")
         clean = materialize(task)
-        a = agent_change(sample.sandbox.host_dir(WORKDIR), clean)
-        b = agent_change(expert.sandbox.host_dir(WORKDIR), clean)
+        a, b = agent_change(sample.sandbox.host_dir(WORKDIR), clean), expert.change
         same_code = a.files.keys() == b.files.keys() and all(
             _normal_ast(a.files[p]) is not None
             and _normal_ast(a.files[p]) == _normal_ast(b.files[p])
@@ -258,13 +283,9 @@ class SWEVerifier(Verifier):
         if same_code:
             return passed("the same code as the expert's edit, up to formatting")
         grader = sample.grader
-        # The expert's outcome is the same for every sample of a state: graded once (a
-        # profiling pass visits a state's samples together, so the last few are kept).
-        key = json.dumps([task.key, sorted(theirs.items())])
+        key = json.dumps([task.key, sorted(expert.tree.items())])
         if key not in self._expert_outcomes:
-            if len(self._expert_outcomes) >= OUTCOMES_KEPT:
-                del self._expert_outcomes[next(iter(self._expert_outcomes))]
-            self._expert_outcomes[key] = (await grader.run_tests(task, b, clean))[1]
+            _remember(self._expert_outcomes, key, (await grader.run_tests(task, b, clean))[1])
         want = self._expert_outcomes[key]
         if not want.get("resolved"):
             # A wrong guess, or one step of a longer fix: the tests' outcome does not
@@ -276,3 +297,9 @@ class SWEVerifier(Verifier):
         if got["tests_status"] == want["tests_status"]:
             return passed("the same tests pass and fail as after the expert's edit")
         return failed("other tests pass and fail than after the expert's edit")
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= KEPT:
+        del cache[next(iter(cache))]  # the oldest
+    cache[key] = value

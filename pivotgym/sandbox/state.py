@@ -21,13 +21,20 @@ files: one quota over all of those places together, which nothing inside can lif
 (nothing inside can mount, and the tmpfs belongs to the host). Without root it is a
 plain directory, and only the size of each file is bounded (``RLIMIT_FSIZE``).
 
-Snapshots and forks are copies of the state made on the host with ``cp -a``, which
-copies a symbolic link as a link and never follows one. The host reads a state only
-while nothing runs in its sandbox, and never through a link (:func:`read_tree`): a link,
-a FIFO or a file name that the agent planted cannot point the host anywhere else. Every
-state and snapshot has an owner file beside it (:mod:`pivotgym.sandbox.leases`), written
-before the directory exists, so whatever a crash leaves is found by
-:meth:`StateStore.reap`.
+Snapshots and forks are copies of the state made on the host with ``tar``, which
+copies a symbolic link as a link and never follows one. It copies in name order, and
+so does a fresh state's copy of its files: a tmpfs lists a folder in the order its
+entries were made, so ``ls -U``, ``find`` or ``grep -r`` print the same in a sandbox
+however its state came to be (fresh, restored or forked), on any machine. (``cp -a``
+copies in the order of inode numbers, which a tmpfs hands out in batches by CPU.) What a
+command adds to a folder lists in the order it was made until the state is next copied:
+a replay that lists such a folder unsorted from a restored state may differ from its
+record, and says so (:class:`~pivotgym.errors.DivergenceError`).
+The host reads a state only while nothing runs in its sandbox, and never through a link
+(:func:`read_tree`): a link, a FIFO or a file name that the agent planted cannot point
+the host anywhere else. Every state and snapshot has an owner file beside it
+(:mod:`pivotgym.sandbox.leases`), written before the directory exists, so whatever a
+crash leaves is found by :meth:`StateStore.reap`.
 """
 
 from __future__ import annotations
@@ -88,6 +95,26 @@ def host_tool(name: str) -> str:
     if found is None:
         raise InfraError(f"{name} not found in {_SYSTEM_PATH}")
     return found
+
+
+def copy_tree(src: Path, dst: Path, names: Sequence[str] | None = None) -> None:
+    """Copy ``names`` of ``src`` (all of it by default) into the folder ``dst``, in name
+    order (module docstring), keeping modes, owners, times, links as links, FIFOs and
+    holes in sparse files; :class:`InfraError` if it fails."""
+    create = [host_tool("tar"), "--create", "--file=-", f"--directory={src}", "--sort=name",
+              "--sparse", "--numeric-owner", "--format=gnu", "--", *(names or ["."])]  # fmt: skip
+    extract = [host_tool("tar"), "--extract", "--file=-", f"--directory={dst}",
+               "--same-permissions", "--numeric-owner"]  # fmt: skip
+    # The reader's complaints go to a file: a pipe could fill while the writer runs.
+    with tempfile.TemporaryFile() as complaints:
+        with subprocess.Popen(create, stdout=subprocess.PIPE, stderr=complaints) as reader:
+            assert reader.stdout is not None
+            written = subprocess.run(extract, stdin=reader.stdout, capture_output=True)
+            reader.stdout.close()
+        complaints.seek(0)
+        errors = complaints.read()[-300:] + written.stderr[-300:]
+    if reader.returncode != 0 or written.returncode != 0:
+        raise InfraError(f"copying sandbox state failed: {errors!r}")
 
 
 def places(workdir: str) -> dict[str, str]:
@@ -266,20 +293,10 @@ class StateStore:
             (root / "shm").chmod(0o1777)
             work = root / WORK
             if seed is not None:
-                subprocess.run(
-                    [host_tool("cp"), "-a", "--", f"{seed}/.", f"{work}/"],
-                    check=True,
-                    capture_output=True,
-                )
+                copy_tree(Path(seed), work)
             if spec.files is not None:
                 files = Path(spec.files)
-                shutil.copytree(
-                    files,
-                    work,
-                    symlinks=True,
-                    dirs_exist_ok=True,
-                    ignore=lambda d, names: [IMAGE_RECIPE] if Path(d) == files else [],
-                )
+                copy_tree(files, work, sorted(set(os.listdir(files)) - {IMAGE_RECIPE}))
             _stamp(work)
             if self.uid != os.geteuid():
                 _chown_tree(root, self.uid)
@@ -332,16 +349,15 @@ class StateStore:
     def _copy(self, src: Path, dst: Path, subs: Iterable[str] | None) -> None:
         # cp -a keeps modes, owners, times and links as links: it never follows a link
         # the agent planted towards the host.
-        sources = [f"{src}/."] if subs is None else [str(src / s) for s in subs]
-        if sources:
-            done = subprocess.run(
-                [host_tool("cp"), "-a", "--", *sources, f"{dst}/"], capture_output=True
-            )
-            if done.returncode != 0:
+        names = None if subs is None else sorted(s for s in subs if (src / s).exists())
+        if names is None or names:
+            try:
+                copy_tree(src, dst, names)
+            except InfraError:
                 problem = _uncopyable(src)
                 if problem is not None:
-                    raise UncopyableState(problem)
-                raise InfraError(f"copying sandbox state failed: {done.stderr[-300:]!r}")
+                    raise UncopyableState(problem) from None
+                raise
         for sub in {WORK, *FIXED_PLACES.values()}:
             if not (dst / sub).exists():
                 (dst / sub).mkdir()
