@@ -271,10 +271,14 @@ def test_reset_to_any_turn_and_forks_keep_the_repository_and_the_edit_history(ma
 def test_replay_passes_over_what_varies_between_test_runs_and_nothing_else(make) -> None:
     # A failing test's report shows its fixtures' addresses, which move from run to run.
     env = make()
-    env.step(call("bash", command="python3 -c 'print(object(), 7)'"))
+    script = "import tempfile, time; print(object(), 7, tempfile.mkdtemp(), time.time())"
+    env.step(call("bash", command=f"python3 -c '{script}'"))
     trajectory = Trajectory(id="addresses", env="swe", task=env.task.to_json(),
                             messages=list(env.messages))  # fmt: skip
-    assert " at 0x" in trajectory.messages[-1]["content"]
+    assert (
+        " at 0x" in trajectory.messages[-1]["content"]
+        and "/tmp/tmp" in (trajectory.messages[-1]["content"])
+    )
     restored = pivotgym.make("swe", tasks=[], sandbox=env.options.sandbox)
     restored.reset(options={"trajectory": trajectory, "turn": 1})
     assert restored.stats.replayed_steps == 1

@@ -44,9 +44,13 @@ SYSTEM_PROMPT = (
 LIMITS = Limits(timeout_s=120.0, memory_mb=1024, max_processes=128, max_output_bytes=16_384,
                 disk_mb=256, max_files=16_384, cpus=1.0)  # fmt: skip
 # What varies from one run of the same tests to the next, and nothing else in a replayed
-# output should: pytest's timings, and the addresses of objects its failure reports show
-# (``<function f at 0x7f...>``), which move with the address space's random layout.
-VARYING = (r"\bin \d+\.\d+s\b", r"\b\d+\.\d+s (call|setup|teardown)\b", r"\b0x[0-9a-fA-F]{6,16}\b")
+# output should: pytest's timings, the addresses of objects its failure reports show
+# (``<function f at 0x7f...>``, or its tail where pytest shortens a repr: ``...1f53c90>``),
+# which move with the address space's random layout, and the clock's time as a number
+# (``time.time()``, which tracing tests print).
+VARYING = (r"\bin \d+\.\d+s\b", r"\b\d+\.\d+s (call|setup|teardown)\b",
+           r"\b0x[0-9a-fA-F]{6,16}\b", r"(?<=\.\.\.)[0-9a-f]{5,16}(?=>)",
+           r"\b1\d{9}\.\d+\b")  # fmt: skip
 
 
 class SWEEnv(ToolEnv):

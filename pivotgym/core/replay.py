@@ -46,6 +46,7 @@ DEFAULT_NORMALIZERS: tuple[tuple[str, str], ...] = (
     (r"\b(pid|PID|process) \d+\b", r"\1 <PID>"),
     (r"^\[\d+\]\s+\d+$", "[<JOB>] <PID>"),
     (r"/tmp/tmp\.[A-Za-z0-9]{6,}", "/tmp/tmp.<RANDOM>"),
+    (r"/tmp/tmp[a-z0-9_]{8}\b", "/tmp/tmp<RANDOM>"),  # Python's tempfile
 )
 
 
