@@ -24,6 +24,7 @@ each run) is counted apart and left out.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import json
 import random
@@ -38,7 +39,7 @@ from pivotgym.core.candidates import Candidate, candidates
 from pivotgym.envs.swe.expert import replacement
 from pivotgym.envs.swe.mutate import mutations
 from pivotgym.envs.swe.tasks import materialize, task_from_json
-from pivotgym.envs.swe.verifier import SWEVerifier, pytest_runs
+from pivotgym.envs.swe.verifier import SWEVerifier, pytest_runs, takes_in
 from pivotgym.errors import DivergenceError
 from pivotgym.verifiers.base import restore
 
@@ -59,8 +60,7 @@ def variants(candidate: Candidate, rng: random.Random) -> tuple[str, list[tuple[
     others = [candidate.trajectory.action(t) for t in range(candidate.trajectory.num_turns)
               if t != candidate.turn]  # fmt: skip
     others = [a for a in others if a["tool_calls"][0]["function"] != call]
-    if others:
-        out.append(("another turn", False, rng.choice(others)))
+    other = rng.choice(others) if others else None
     later = [candidate.trajectory.action(t) for t in range(candidate.turn + 1,
              candidate.trajectory.num_turns)]  # fmt: skip
     taken_back = any('"undo_edit"' in a["tool_calls"][0]["function"]["arguments"] for a in later)
@@ -71,11 +71,12 @@ def variants(candidate: Candidate, rng: random.Random) -> tuple[str, list[tuple[
         commented = dict(arguments, new_str=arguments["new_str"] + "  # fixed")
         out.append(("the edit with a comment", True, _call(name, **commented)))
         last = arguments["new_str"].rsplit("\n", 1)[-1]
-        if not last.rstrip().endswith(":"):  # a statement that does nothing, after it
-            indent = last[: len(last) - len(last.lstrip())]
-            padded = dict(arguments, new_str=f"{arguments['new_str']}\n{indent}pass")
-            out.append(("the edit and a statement that does nothing", True, _call(name, **padded)))
+        indent = last[: len(last) - len(last.lstrip())]
+        padded = dict(arguments, new_str=f"{arguments['new_str']}\n{indent}pass")
         buggy = (materialize(task) / mutation["module"]).read_text()
+        if _parses(buggy.replace(arguments["old_str"], padded["new_str"])):
+            # a statement that does nothing after the fix (where one can stand there)
+            out.append(("the edit and a statement that does nothing", True, _call(name, **padded)))
         wrong = [m for m in mutations(buggy, mutation["function"])
                  if not (m.start <= mutation["start"] < m.end)]  # fmt: skip
         if wrong:
@@ -88,6 +89,12 @@ def variants(candidate: Candidate, rng: random.Random) -> tuple[str, list[tuple[
             "bash", command=f"sed -i 's/assert /assert True or /' {test_file}")))  # fmt: skip
     elif name == "bash" and pytest_runs(arguments.get("command", "")):
         kind = "test run"
+        if other is not None:
+            # Another run of the failing tests shows the same; anything else does not.
+            runs_them = _runs_failing_tests(task, other)
+            out.append(("another turn" + (", a run of the failing tests" if runs_them else ""),
+                        runs_them, other))  # fmt: skip
+            other = None
         test_file = task.fail_to_pass[0].split("::")[0]
         out.append(("the failing test's file", True, _call(
             "bash", command=f"python -m pytest {test_file}")))  # fmt: skip
@@ -109,7 +116,26 @@ def variants(candidate: Candidate, rng: random.Random) -> tuple[str, list[tuple[
         path = f"/testbed/{task.test_files[0]}"
         out.append(("a view of another file", False, _call(name="str_replace_editor",
                     command="view", path=path, view_range=[1, 20])))  # fmt: skip
+    if other is not None:
+        out.append(("another turn", False, other))
     return kind, out
+
+
+def _parses(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except SyntaxError:
+        return False
+    return True
+
+
+def _runs_failing_tests(task: Any, action: dict) -> bool:
+    call = action["tool_calls"][0]["function"]
+    if call["name"] != "bash":
+        return False
+    command = json.loads(call["arguments"]).get("command", "")
+    return any(not narrows and any(takes_in(tests, t) for t in task.fail_to_pass)
+               for tests, narrows in pytest_runs(command))  # fmt: skip
 
 
 async def measure(n: int, seed: int) -> tuple[dict[str, dict[str, int]], list[str]]:

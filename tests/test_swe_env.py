@@ -391,12 +391,13 @@ def test_the_verifier_judges_test_runs_and_exploration_by_what_they_show(make) -
     assert _verdicts(env, run, [
         call("bash", command="python -m pytest test_inflection.py"),
         call("bash", command="cd /testbed && pytest test_inflection.py::test_ordinal 2>&1"),
+        call("bash", command="python -m pytest test_inflection.py | head -c 300"),  # no count
         call("bash", command="python -m pytest -q -k pluralize test_inflection.py"),
         call("bash", command="python -m pytest test_inflection.py::test_pluralize_plurals"),
         call("bash", command="python -m pytest --collect-only test_inflection.py"),
         call("bash", command="echo python -m pytest test_inflection.py"),
         call("bash", command="ls"),
-    ]) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # fmt: skip
+    ]) == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # fmt: skip
     view = call("str_replace_editor", command="view", path=SOURCE, view_range=[224, 234])
     assert _verdicts(env, view, [
         call("str_replace_editor", command="view", path=SOURCE, view_range=[215, 240]),

@@ -19,10 +19,10 @@ only read (*exploration*). The sampled turn must do the same kind of thing, and:
   its pytest runs takes in a test the issue is about and its output shows tests ran:
   the run names a ``FAIL_TO_PASS`` test, its file or a folder above it (or nothing: the
   suite where it stands), narrows nothing away (``-k``, ``-m``, ``--deselect``,
-  ``--collect-only``, ``--last-failed``, ...), and pytest's count of passed or failed
-  tests is in the output. A test run is for seeing the bug or the fix at work; any run
-  that exercises the failing tests shows it, and one that runs other tests, or only
-  collects them, does not.
+  ``--collect-only``, ``--last-failed``, ...), and the output shows tests ran (pytest's
+  count of passed or failed tests, or its progress through a file). A test run is for
+  seeing the bug or the fix at work; any run that exercises the failing tests shows it,
+  and one that runs other tests, or only collects them, does not.
 - **exploration** (a command or view that changes nothing and runs no test) passes when
   it shows the agent what the expert's showed: at least half of the informative lines
   of the expert's output (line numbers and blank lines aside) appear in the sample's.
@@ -48,8 +48,9 @@ from pivotgym.verifiers.base import Call, State, Verdict, Verifier, failed, infr
 
 GIT = re.compile(r"^\.git(/|$)")  # git's own records: no change of the code
 _PYTHON = re.compile(r"^python(\d(\.\d+)?)?$")
-# What pytest prints when tests ran: "3 failed, 40 passed in 0.5s".
-_RAN = re.compile(r"\b\d+ (passed|failed)\b")
+# What pytest prints when tests ran: "3 failed, 40 passed in 0.5s", or the progress of
+# each file ("..F.  [ 40%]") where the output was cut before the count.
+_RAN = re.compile(r"\b\d+ (passed|failed)\b|\[\s*\d+%\]$", re.M)
 # Options that leave tests out of a run, or run none.
 NARROWING = frozenset({"-k", "-m", "--deselect", "--ignore", "--ignore-glob", "--co",
                        "--collect-only", "--lf", "--last-failed", "--sw", "--stepwise",
@@ -123,7 +124,7 @@ def _pytest_run(words: list[str]) -> list[tuple[list[str], bool]]:
     return [(tests, narrows)]
 
 
-def _takes_in(tests: list[str], node: str) -> bool:
+def takes_in(tests: list[str], node: str) -> bool:
     """Whether a pytest run naming ``tests`` (paths or node ids, from the repository's
     top or a folder below it) runs the test ``node``."""
     if not tests:
@@ -261,7 +262,7 @@ class SWEVerifier(Verifier):
         runs = [run for c in calls for run in pytest_runs(_command(c))]
         if not runs:
             return failed("the expert runs the tests; the sample does not")
-        if not any(not narrows and any(_takes_in(tests, t) for t in task.fail_to_pass)
+        if not any(not narrows and any(takes_in(tests, t) for t in task.fail_to_pass)
                    for tests, narrows in runs):  # fmt: skip
             return failed("runs no test the issue is about")
         if not _RAN.search("\n".join(outputs)):
