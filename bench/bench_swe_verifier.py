@@ -101,9 +101,9 @@ def variants(candidate: Candidate, rng: random.Random) -> tuple[str, list[tuple[
         out.append(("its file, collected only", False, _call(
             "bash", command=f"python -m pytest --collect-only -q {test_file}")))  # fmt: skip
         if task.pass_to_pass:
-            other = rng.choice(task.pass_to_pass)
+            passing = rng.choice(task.pass_to_pass)
             out.append(("another test", False, _call(
-                "bash", command=f"python -m pytest {shlex.quote(other)}")))  # fmt: skip
+                "bash", command=f"python -m pytest {shlex.quote(passing)}")))  # fmt: skip
         out.append(("ls instead", False, _call("bash", command="ls")))
     elif name == "submit":
         kind = "submit"

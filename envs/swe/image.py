@@ -3,7 +3,8 @@
 bwrap sandboxes see the host's read-only userland: Debian's ``python3`` with
 ``python3-pytest`` (and ``python-is-python3``, so ``python`` works), which
 ``scripts/install.sh`` installs. Docker sandboxes run an image made offline from the
-local base image (``docker/build-base.sh``) by copying in the same pytest the host has:
+local base image (``docker/build-base.sh``) by copying in the same pytest the host has
+(its packages and its ``pytest`` command):
 :func:`dockerfile` writes its build folder (a Dockerfile and the host's pytest packages)
 and the docker backend builds it on first use, tagged by a hash of that folder, so both
 backends test with the same Python and pytest and nothing is pulled.
@@ -22,9 +23,12 @@ from pivotgym.errors import InfraError
 DOCKERFILE = """\
 FROM pivotgym/base:bookworm
 COPY site/ /usr/lib/python3/dist-packages/
-RUN ln -sf python3 /usr/bin/python
+COPY bin/ /usr/bin/
+RUN ln -sf python3 /usr/bin/python && ln -sf pytest /usr/bin/pytest-3
 WORKDIR /testbed
 """
+# The commands the host's packages give (``pytest``, as agents call it).
+COMMANDS = (Path("/usr/bin/pytest"),)
 SITE = Path("/usr/lib/python3/dist-packages")
 # The top-level modules importing pytest loads from the host's site packages.
 _CLOSURE = (
@@ -55,5 +59,10 @@ def dockerfile() -> Path:
                 shutil.copytree(path, site / name, ignore=shutil.ignore_patterns("__pycache__"))
             elif path.is_file():
                 shutil.copyfile(path, site / path.name)
+    bin_folder = folder / "bin"
+    shutil.rmtree(bin_folder, ignore_errors=True)
+    bin_folder.mkdir()
+    for command in COMMANDS:
+        shutil.copy2(command, bin_folder / command.name)
     (folder / "Dockerfile").write_text(DOCKERFILE)
     return folder / "Dockerfile"
