@@ -347,8 +347,8 @@ class StateStore:
                              _kept(spec, keep), owned=False)  # fmt: skip
 
     def _copy(self, src: Path, dst: Path, subs: Iterable[str] | None) -> None:
-        # cp -a keeps modes, owners, times and links as links: it never follows a link
-        # the agent planted towards the host.
+        # tar keeps modes, owners, times and links as links: it never follows a link
+        # the agent planted towards the host, and makes a link it extracts last.
         names = None if subs is None else sorted(s for s in subs if (src / s).exists())
         if names is None or names:
             try:
