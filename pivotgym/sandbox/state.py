@@ -348,7 +348,7 @@ class StateStore:
 
     def _copy(self, src: Path, dst: Path, subs: Iterable[str] | None) -> None:
         # tar keeps modes, owners, times and links as links: it never follows a link
-        # the agent planted towards the host, and makes a link it extracts last.
+        # the agent planted towards the host, and makes a link that points away last.
         names = None if subs is None else sorted(s for s in subs if (src / s).exists())
         if names is None or names:
             try:
