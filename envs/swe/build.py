@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import concurrent.futures
 import gzip
-import io
 import json
 import random
 import shutil
@@ -43,6 +42,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pivotgym.core.bundled import gzipped, write_or_check
 from pivotgym.core.replay import normalizer
 from pivotgym.core.trajectory import Trajectory, dumps
 from pivotgym.envs.swe import bugs
@@ -61,13 +61,6 @@ from pivotgym.envs.swe.tasks import SWETask, encode_tasks, materialize
 
 TRAIN, TEST, OOD = 1000, 150, 75
 WORKERS = 2
-
-
-def _gzip(data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
-        fh.write(data)
-    return buffer.getvalue()
 
 
 def build_repos(cache: Path) -> None:
@@ -232,10 +225,10 @@ def build(seed: int = 0, scale: float = 1.0) -> dict[str, bytes]:
         "turns": dict(sorted(Counter(t.num_turns for t in trajectories).items())),
     }
     return {
-        "tasks-train.jsonl.gz": _gzip(encode_tasks(train_tasks)),
-        "tasks-test.jsonl.gz": _gzip(encode_tasks(test_tasks)),
-        "tasks-ood.jsonl.gz": _gzip(encode_tasks(ood_tasks)),
-        "train.jsonl.gz": _gzip("".join(dumps(t) + "\n" for t in trajectories).encode()),
+        "tasks-train.jsonl.gz": gzipped(encode_tasks(train_tasks)),
+        "tasks-test.jsonl.gz": gzipped(encode_tasks(test_tasks)),
+        "tasks-ood.jsonl.gz": gzipped(encode_tasks(ood_tasks)),
+        "train.jsonl.gz": gzipped("".join(dumps(t) + "\n" for t in trajectories).encode()),
         "report.json": (json.dumps(report, indent=2) + "\n").encode(),
     }
 
@@ -258,10 +251,10 @@ def rerecord(data: Path, seed: int = 0) -> dict[str, bytes]:
         "turns": dict(sorted(Counter(t.num_turns for t in trajectories).items())),
     })  # fmt: skip
     return {
-        "tasks-train.jsonl.gz": _gzip(
+        "tasks-train.jsonl.gz": gzipped(
             encode_tasks([t for t in train_tasks if t.instance_id in shown])
         ),
-        "train.jsonl.gz": _gzip("".join(dumps(t) + "\n" for t in trajectories).encode()),
+        "train.jsonl.gz": gzipped("".join(dumps(t) + "\n" for t in trajectories).encode()),
         "report.json": (json.dumps(report, indent=2) + "\n").encode(),
     }
 
@@ -290,19 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         build_repos(args.sdists)
         return 0
     files = rerecord(args.out, args.seed) if args.trajectories else build(args.seed, args.scale)
-    if args.check:
-        differ = [
-            n for n, data in files.items()
-            if not (args.out / n).exists() or _masked((args.out / n).read_bytes()) != _masked(data)
-        ]  # fmt: skip
-        for name in differ:
-            print(f"{args.out / name}: differs from a rebuild", file=sys.stderr)
-        return 1 if differ else 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (args.out / name).write_bytes(data)
-        print(f"{args.out / name}: {len(data):,} bytes")
-    return 0
+    return write_or_check(files, args.out, check=args.check,
+                          same=lambda a, b: _masked(a) == _masked(b))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
-import gzip
 import hashlib
-import io
 import json
 import os
 import sys
@@ -39,6 +37,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from pivotgym.core.bundled import gzipped
 from pivotgym.core.env import run_sync
 from pivotgym.core.trajectory import dumps
 from pivotgym.envs.tau2.domain import get_domain, require_tau2
@@ -55,17 +54,10 @@ TASK_FILES = {"train": "tasks-train.jsonl.gz", "test": "tasks-test.jsonl.gz"}
 HERE = Path(__file__).parent
 
 
-def _gzip(data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
-        fh.write(data)
-    return buffer.getvalue()
-
-
 def task_files() -> dict[str, bytes]:
     """The domains' train and test splits as task files (quick: no episode is played)."""
     return {
-        TASK_FILES[split]: _gzip(encode_tasks([
+        TASK_FILES[split]: gzipped(encode_tasks([
             Tau2Task(name, t) for name in DOMAINS for t in get_domain(name).tasks(split)
         ]))
         for split in TASK_FILES
@@ -100,7 +92,7 @@ async def build(seed: int = 0) -> dict[str, bytes]:
             "test_tasks": len(domain.tasks("test")),
         }
     return {
-        TRAJECTORIES: _gzip("".join(dumps(t) + "\n" for t in train).encode()),
+        TRAJECTORIES: gzipped("".join(dumps(t) + "\n" for t in train).encode()),
         **task_files(),
         "report.json": (json.dumps(report, indent=2) + "\n").encode(),
     }

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
-import io
 import sys
 from pathlib import Path
 
+from pivotgym.core.bundled import gzipped, write_or_check
 from pivotgym.core.trajectory import dumps
 from pivotgym.envs.tools.domain import Domain, get_domain
 from pivotgym.envs.tools.env import ToolsEnv
@@ -39,13 +38,6 @@ def _share(total: int, parts: int, index: int) -> int:
     return total // parts + (index < total % parts)
 
 
-def _gzip(data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
-        fh.write(data)
-    return buffer.getvalue()
-
-
 async def build(seed: int = 0) -> dict[str, bytes]:
     """The bundled files by name, as bytes."""
     train, test = [], []
@@ -60,9 +52,9 @@ async def build(seed: int = 0) -> dict[str, bytes]:
         await env.aclose()
         test.extend(tasks[n_train:])
     ood = generate_tasks(get_domain(HELD_OUT), OOD_TASKS, seed)
-    files = {"train.jsonl.gz": _gzip("".join(dumps(t) + "\n" for t in train).encode())}
-    files["tasks-test.jsonl.gz"] = _gzip(encode_tasks(test))
-    files["tasks-ood.jsonl.gz"] = _gzip(encode_tasks(ood))
+    files = {"train.jsonl.gz": gzipped("".join(dumps(t) + "\n" for t in train).encode())}
+    files["tasks-test.jsonl.gz"] = gzipped(encode_tasks(test))
+    files["tasks-ood.jsonl.gz"] = gzipped(encode_tasks(ood))
     return files
 
 
@@ -72,17 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", action="store_true", help="compare with the files in --out")
     args = parser.parse_args(argv)
-    files = asyncio.run(build(args.seed))
-    if args.check:
-        differ = [n for n, data in files.items() if (args.out / n).read_bytes() != data]
-        for name in differ:
-            print(f"{args.out / name}: differs from a rebuild", file=sys.stderr)
-        return 1 if differ else 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (args.out / name).write_bytes(data)
-        print(f"{args.out / name}: {len(data):,} bytes")
-    return 0
+    return write_or_check(asyncio.run(build(args.seed)), args.out, check=args.check)
 
 
 if __name__ == "__main__":
