@@ -293,6 +293,18 @@ def test_replay_passes_over_what_varies_between_test_runs_and_nothing_else(make)
         e.close()
 
 
+def test_random_draws_in_a_repository_sandbox_repeat_from_run_to_run(make) -> None:
+    # A cache that evicts with random.choice prints other keys on each run unless seeded.
+    draw = call("bash", command="python3 -c 'import random; print(random.sample(range(10**9), 4))'")
+    first, second = make(), make()
+    printed = [env.step(draw) and env.messages[-1]["content"] for env in (first, second)]
+    assert printed[0] == printed[1] and printed[0].startswith("[")
+    unseeded = call("bash", command="env -u PIVOTGYM_RANDOM_SEED python3 -c "
+                    "'import random; print(random.sample(range(10**9), 4))'")  # fmt: skip
+    first.step(unseeded)
+    assert first.messages[-1]["content"] != printed[0]
+
+
 def test_instances_load_in_swe_benchs_shapes_and_bad_ones_name_their_field(
     task: SWETask, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from pivotgym.envs.swe.grader import is_test_file, statuses
 from pivotgym.envs.swe.mutate import Mutation, mutations
 from pivotgym.envs.swe.repos import Repo
+from pivotgym.sandbox import PYTHON_STARTUP, RANDOM_SEED_VAR
 
 MAX_FAILING = 20
 TEST_TIMEOUT_S = 20  # a suite runs in seconds; a mutation that makes a loop endless does not
@@ -45,11 +46,18 @@ class Candidate:
     test_files: tuple[str, ...]
 
 
+def _test_env(tree: Path, repo: Repo) -> dict[str, str]:
+    """The environment of a test run on the host: the seeds the SWE sandboxes set, and
+    their start-up hook, so that outcomes and reports agree with theirs."""
+    path = f"{PYTHON_STARTUP}:{tree / repo.python_path}"
+    return {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0", RANDOM_SEED_VAR: "0"}  # fmt: skip
+
+
 def run_tests(tree: Path, repo: Repo, targets: list[str], tb: str = "no") -> dict[str, str]:
     """Each test's outcome (``PASSED``, ``FAILED``, ...) when pytest runs ``targets`` in
     ``tree``; ``{}`` when the run timed out."""
-    env = {**os.environ, "PYTHONPATH": str(tree / repo.python_path),
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}  # fmt: skip
+    env = _test_env(tree, repo)
     try:
         done = subprocess.run(
             ["/usr/bin/python3", "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-q",
@@ -63,8 +71,7 @@ def run_tests(tree: Path, repo: Repo, targets: list[str], tb: str = "no") -> dic
 
 def failure_report(tree: Path, repo: Repo, test: str) -> str:
     """The ``E`` lines pytest prints for ``test`` failing (its short traceback)."""
-    env = {**os.environ, "PYTHONPATH": str(tree / repo.python_path),
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}  # fmt: skip
+    env = _test_env(tree, repo)
     done = subprocess.run(
         ["/usr/bin/python3", "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
          "--tb=short", test],

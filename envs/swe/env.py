@@ -27,7 +27,7 @@ from pivotgym.envs.swe.grader import SWEGrader
 from pivotgym.envs.swe.image import dockerfile
 from pivotgym.envs.swe.tasks import WORKDIR, SWETask, materialize, task_from_json
 from pivotgym.envs.swe.tools import EDITOR_TOOL, SUBMIT_TOOL, run_editor, run_submit
-from pivotgym.sandbox import Sandbox, SandboxSpec, get_backend
+from pivotgym.sandbox import RANDOM_SEED_VAR, Sandbox, SandboxSpec, get_backend
 from pivotgym.sandbox.base import Backend, Limits, Snapshot
 from pivotgym.sandbox.shell import BASH_TOOL, run_bash
 from pivotgym.sandbox.world import SandboxOptions, SandboxWorld
@@ -83,11 +83,13 @@ class SWEEnv(ToolEnv):
             files=materialize(task),
             dockerfile=dockerfile() if self.backend.name == "docker" else None,
             limits=Limits(**{**LIMITS.__dict__, **overrides}),
-            # A fixed hash seed: test ids made from sets, and outputs, are the same each run.
+            # Fixed hash and random seeds: test ids made from sets, outputs that show random
+            # draws (a cache evicting at random), and so verdicts, are the same each run.
             env={
                 "PYTHONPATH": task.python_path,
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONHASHSEED": "0",
+                RANDOM_SEED_VAR: "0",
             },
             labels={"task": task.instance_id, "env": self.name},
         )

@@ -4,7 +4,8 @@ bwrap sandboxes see the host's read-only userland: Debian's ``python3`` with
 ``python3-pytest`` (and ``python-is-python3``, so ``python`` works), which
 ``scripts/install.sh`` installs. Docker sandboxes run an image made offline from the
 local base image (``docker/build-base.sh``) by copying in the same pytest the host has
-(its packages and its ``pytest`` command):
+(its packages and its ``pytest`` command) and the sandboxes' Python start-up hook
+(:data:`pivotgym.sandbox.PYTHON_STARTUP`), as bwrap installs it:
 :func:`dockerfile` writes its build folder (a Dockerfile and the host's pytest packages)
 and the docker backend builds it on first use, tagged by a hash of that folder, so both
 backends test with the same Python and pytest and nothing is pulled.
@@ -19,12 +20,16 @@ import subprocess
 from pathlib import Path
 
 from pivotgym.errors import InfraError
+from pivotgym.sandbox import PYTHON_STARTUP
 
 DOCKERFILE = """\
 FROM pivotgym/base:bookworm
 COPY site/ /usr/lib/python3/dist-packages/
 COPY bin/ /usr/bin/
-RUN ln -sf python3 /usr/bin/python && ln -sf pytest /usr/bin/pytest-3
+COPY sitecustomize.py /tmp/sitecustomize.py
+RUN ln -sf python3 /usr/bin/python && ln -sf pytest /usr/bin/pytest-3 \
+ && stdlib="$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+ && rm -f "$stdlib/sitecustomize.py" && mv /tmp/sitecustomize.py "$stdlib/"
 WORKDIR /testbed
 """
 # The commands the host's packages give (``pytest``, as agents call it).
@@ -64,5 +69,6 @@ def dockerfile() -> Path:
     bin_folder.mkdir()
     for command in COMMANDS:
         shutil.copy2(command, bin_folder / command.name)
+    shutil.copyfile(PYTHON_STARTUP / "sitecustomize.py", folder / "sitecustomize.py")
     (folder / "Dockerfile").write_text(DOCKERFILE)
     return folder / "Dockerfile"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pivotgym.errors import DataError, InfraError
 from pivotgym.sandbox.base import (
     DETERMINISTIC_ENV,
+    PYTHON_STARTUP,
+    RANDOM_SEED_VAR,
     Backend,
     ExecResult,
     Limits,
@@ -48,6 +50,8 @@ def get_backend(name: str | None = None) -> Backend:
 __all__ = [
     "BACKENDS",
     "DETERMINISTIC_ENV",
+    "PYTHON_STARTUP",
+    "RANDOM_SEED_VAR",
     "Backend",
     "ExecResult",
     "Limits",

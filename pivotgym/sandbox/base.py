@@ -70,6 +70,12 @@ DETERMINISTIC_ENV: Mapping[str, str] = {
     "GIT_PAGER": "cat",
 }
 
+# Python's start-up hook (``sitecustomize``) that backends install in sandboxes: it seeds
+# :mod:`random` from :data:`RANDOM_SEED_VAR` when a world sets that variable in
+# ``SandboxSpec.env`` (see the hook's docstring).
+PYTHON_STARTUP = Path(__file__).parent / "python_startup"
+RANDOM_SEED_VAR = "PIVOTGYM_RANDOM_SEED"
+
 
 @dataclass(frozen=True)
 class Limits:

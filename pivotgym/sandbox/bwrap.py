@@ -50,6 +50,7 @@ from pivotgym.errors import InfraError
 from pivotgym.sandbox import leases, seccomp
 from pivotgym.sandbox.base import (
     DETERMINISTIC_ENV,
+    PYTHON_STARTUP,
     Backend,
     ExecResult,
     OutputCollector,
@@ -120,6 +121,12 @@ def _copy_etc(into: Path) -> None:
     entries = [f"/etc/{name}" for name in _ETC if os.path.lexists(f"/etc/{name}")]
     subprocess.run([host_tool("cp"), "-a", "--", *entries, f"{into}/"], check=True)
     shutil.rmtree(into / "ssl" / "private", ignore_errors=True)
+    # Debian's interpreters import ``sitecustomize`` from /etc/python3.X (a link in the
+    # standard library's folder): ours replaces the host's there.
+    for folder in into.glob("python3.*"):
+        if folder.is_dir():
+            (folder / "sitecustomize.py").unlink(missing_ok=True)
+            shutil.copyfile(PYTHON_STARTUP / "sitecustomize.py", folder / "sitecustomize.py")
     into.chmod(0o755)
 
 
