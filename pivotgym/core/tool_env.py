@@ -203,7 +203,9 @@ class ToolEnv(AsyncEnv):
         """Execute one call on ``self.world``; return the tool message text and info.
 
         Raise ``ValueError`` for arguments the tool rejects (the agent sees the message).
-        A ``duration_s`` in the info is moved to :attr:`stats`.
+        A ``duration_s`` in the info is moved to :attr:`stats`; a true ``ends_episode``
+        ends the episode after this turn, as a finishing tool would (a web page whose
+        task reports itself done).
         """
 
     @abc.abstractmethod
@@ -405,6 +407,7 @@ class ToolEnv(AsyncEnv):
                 else:
                     try:
                         content, detail = await self.call_tool(name, arguments)
+                        finished |= bool(detail.pop("ends_episode", False))
                         info.update(detail)
                     except ValueError as exc:
                         content = f"Error: {exc}"

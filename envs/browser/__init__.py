@@ -1,0 +1,16 @@
+"""The browser environment: MiniWoB++ and web apps of our own in a caged Chromium,
+BrowserGym's actions as tools, and reset to any turn and fork of browser and backend.
+
+Registered through the ``pivotgym.envs`` entry point ``browser = pivotgym.envs.browser:ENV``.
+"""
+
+from pivotgym.core.registry import EnvSpec
+
+ENV = EnvSpec(
+    name="browser",
+    entry_point="pivotgym.envs.browser.env:BrowserEnv",
+    description="Web tasks in Chromium: MiniWoB++ pages and local apps with their databases",
+    candidate_rule="pivotgym.core.candidates:calls_a_tool",
+    task_format="pivotgym.envs.browser.tasks:FORMAT",
+    expert="pivotgym.envs.browser.expert:demonstrate",
+)

@@ -1,0 +1,327 @@
+"""The browser env: the caged Chromium, the page text and BrowserGym's actions, MiniWoB++
+and the apps, checks that read the backend, and reset to any turn and fork of browser
+plus backend."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import pivotgym
+from pivotgym.envs.browser.expert import call, demonstrate
+from pivotgym.envs.browser.families import get_family
+from pivotgym.envs.browser.families.page_text import find, parse
+from pivotgym.envs.browser.runtime import LABEL, runtime, unavailable
+from pivotgym.envs.browser.tasks import load_task_file
+from pivotgym.errors import DataError
+
+pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
+
+
+def task_of(family: str, seed: int = 0):
+    return get_family(family).generate(seed, f"{family}-{seed}")
+
+
+def act(name: str, **arguments) -> dict:
+    return call(name, 0, arguments)
+
+
+def page_of(env) -> str:
+    return env.messages[-1]["content"]
+
+
+def caged() -> list[int]:
+    """The pids of caged browser processes on this host."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if LABEL.encode() in cmdline.split(b"\0"):
+                found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def host_server():
+    """An HTTP server on the host's loopback that counts the requests it gets."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"host secret")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], hits
+    server.shutdown()
+
+
+def test_the_browser_reaches_nothing_but_the_worlds_sites(host_server) -> None:
+    port, hits = host_server
+
+    async def probe() -> tuple[str, str, int]:
+        browser = await runtime().acquire()
+        try:
+            # Without the world's interception: the cage's own network namespace.
+            context = await browser.new_context()
+            page = await context.new_page()
+            try:
+                await page.goto(f"http://127.0.0.1:{port}/", timeout=5_000)
+                direct = await page.content()
+            except Exception as exc:  # noqa: BLE001 - the failure is the point
+                direct = str(exc).splitlines()[0]
+            await context.close()
+        finally:
+            await runtime().release()
+        env = pivotgym.make("browser", tasks=[])
+        await env.areset(options={"task": task_of("shop.cheapest")})
+        fetched = await env.world.page.evaluate(
+            f"fetch('http://127.0.0.1:{port}/').then(r => r.status, e => String(e))"
+        )
+        await env.aclose()
+        return direct, str(fetched), len(caged())
+
+    direct, fetched, _ = asyncio.run(probe())
+    assert "host secret" not in direct and "ERR_" in direct
+    assert fetched in ("403", "TypeError: Failed to fetch")
+    assert hits == []
+
+
+def test_chromium_runs_unprivileged_and_sees_no_host_environment() -> None:
+    os.environ["PIVOTGYM_TEST_SECRET"] = "s3cret"
+    env = pivotgym.make("browser", tasks=[])
+    try:
+        env.reset(options={"task": task_of("shop.cheapest")})
+        pids = caged()
+        assert pids
+        for pid in pids:
+            status = Path(f"/proc/{pid}/status").read_text()
+            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+            if os.geteuid() == 0:
+                assert uid != 0
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except PermissionError:
+                continue
+            assert b"PIVOTGYM_TEST_SECRET" not in environ
+    finally:
+        env.close()
+        del os.environ["PIVOTGYM_TEST_SECRET"]
+
+
+def test_no_browser_process_outlives_a_driver_killed_with_sigkill(tmp_path: Path) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "import pivotgym\n"
+        "from pivotgym.envs.browser.families import get_family\n"
+        "async def main():\n"
+        "    env = pivotgym.make('browser', tasks=[])\n"
+        "    await env.areset(options={'task': get_family('shop.cheapest').generate(0, 't')})\n"
+        "    forks = await env.afork(2)\n"
+        "    print('ready', flush=True)\n"
+        "    await asyncio.sleep(600)\n"
+        "asyncio.run(main())\n"
+    )
+    before = set(caged())
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert driver.stdout.readline().strip() == "ready"
+        assert set(caged()) - before
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        deadline = time.monotonic() + 20
+        while set(caged()) - before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not set(caged()) - before
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
+def test_actions_answer_with_the_page_and_bad_ones_with_an_error_not_an_exception() -> None:
+    env = pivotgym.make("browser", tasks=[], max_turns=50)
+    try:
+        env.reset(options={"task": task_of("shop.cheapest")})
+        first = env.messages[-1]["content"]
+        assert "URL: http://shop.test/" in first and "[" in first
+        kitchen = find(first, "link", "Kitchen")
+        env.step(act("click", bid=kitchen.bid))
+        assert "URL: http://shop.test/category/Kitchen" in page_of(env)
+        for bad, error in (
+            (act("click", bid="99999"), "no element with bid '99999'"),
+            (act("click", bid="not a bid"), "is not a bid"),
+            (act("goto", url="http://example.com/"), "outside this task's sites"),
+            (act("goto", url="file:///etc/passwd"), "outside this task's sites"),
+            (act("fill", bid=kitchen.bid), "needs the argument 'value'"),
+            (act("tab_focus", index=5), "no tab 5"),
+            (act("go_forward"), "no page to go forward to"),
+        ):
+            _, reward, terminated, truncated, info = env.step(bad)
+            assert error in page_of(env), (bad, page_of(env)[:200])
+            assert info["calls"][0]["error"] and not terminated and reward == 0.0
+        env.step(act("go_back"))
+        assert "URL: http://shop.test/\n" in page_of(env)
+        env.step(act("new_tab"))
+        assert "Tab 1 (current): about:blank" in page_of(env)
+        env.step(act("tab_close"))
+        assert "Tab 1" not in page_of(env)
+    finally:
+        env.close()
+
+
+def test_miniwob_pages_score_themselves_and_leaving_the_page_scores_nothing() -> None:
+    env = pivotgym.make("browser", tasks=[])
+    try:
+        task = task_of("miniwob.click-button", 3)
+        env.reset(options={"task": task})
+        goal = env.messages[1]["content"].split("\n")[0]
+        wanted = goal.split('"')[1]
+        right = find(page_of(env), "button", wanted)
+        wrong = next(e for e in parse(page_of(env)) if e.role == "button" and e.name != wanted)
+        _, reward, terminated, *_ = env.step(act("click", bid=right.bid))
+        assert terminated and reward == 1.0
+        env.reset(options={"task": task})
+        _, reward, terminated, *_ = env.step(act("click", bid=wrong.bid))
+        assert terminated and reward == 0.0
+        # Another task's page is not served: no easier page to score on.
+        env.reset(options={"task": task})
+        env.step(act("goto", url="http://miniwob.test/miniwob/click-test.html"))
+        assert "Not found" in page_of(env)
+        reward, info = env.evaluate()
+        assert reward == 0.0 and "left the task's page" in info["reason"]
+    finally:
+        env.close()
+    with pytest.raises(DataError, match="nondeterministic"):
+        get_family("miniwob.click-dialog")
+
+
+def test_an_app_task_is_checked_on_the_database_not_on_the_page() -> None:
+    env = pivotgym.make("browser", tasks=[])
+    try:
+        task = task_of("shop.order-total", 1)
+        env.reset(options={"task": task})
+        # An answer the page shows is not what the check reads: only what is sent counts.
+        _, reward, terminated, *_ = env.step(act("send_msg_to_user", text="I do not know."))
+        assert terminated and reward == 0.0
+        env.reset(options={"task": task})
+        _, reward, *_ = env.step(act("send_msg_to_user", text=f"It was {task.params['total']}."))
+        assert reward == 1.0
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="module")
+def bought():
+    """An expert's trajectory of a shop order, recorded live."""
+
+    async def record():
+        env = pivotgym.make("browser", tasks=[])
+        try:
+            return await demonstrate(env, task_of("shop.buy", 2), seed=2)
+        finally:
+            await env.aclose()
+
+    return asyncio.run(record())
+
+
+def test_reset_to_any_turn_restores_the_page_the_agent_saw(bought) -> None:
+    assert bought.num_turns >= 8
+    turns = [m for m in bought.messages if m["role"] == "assistant"]
+    env = pivotgym.make("browser", tasks=[])
+    try:
+        for turn in range(bought.num_turns):
+            obs, info = env.reset(options={"trajectory": bought, "turn": turn})
+            assert obs == bought.prefix(turn)
+            # The live page is the recorded one: the next action gives the record's result.
+            env.step(turns[turn])
+            expected = bought.prefix(turn + 1)[-1] if turn + 1 < bought.num_turns else None
+            if expected is not None:
+                assert page_of(env) == expected["content"]
+    finally:
+        env.close()
+
+
+def test_forks_have_their_own_backend_and_browser_state(bought) -> None:
+    env = pivotgym.make("browser", tasks=[])
+    try:
+        # The turn before "Place order": the checkout page, logged in, cart full.
+        turn = bought.num_turns - 2
+        env.reset(options={"trajectory": bought, "turn": turn})
+        assert "URL: http://shop.test/checkout" in page_of(env)
+        branches = env.fork(3)
+        place = [m for m in bought.messages if m["role"] == "assistant"][turn]
+        branches[0].step(place)
+        assert "Order #" in page_of(branches[0])
+        orders = [b.world.databases["shop.test"].execute("SELECT COUNT(*) FROM orders").fetchone()[0]
+                  for b in branches]
+        assert orders[0] == orders[1] + 1 == orders[2] + 1
+        for other in branches[1:]:
+            other.step(act("goto", url="http://shop.test/orders"))
+            assert f"#{orders[0]}" not in page_of(other)
+            other.step(act("goto", url="http://shop.test/cart"))
+            assert "Proceed to checkout" in page_of(other)  # its cart is still full
+        branches[0].step(act("goto", url="http://shop.test/cart"))
+        assert "Your cart is empty" in page_of(branches[0])
+        for branch in branches:
+            branch.close()
+    finally:
+        env.close()
+
+
+def test_a_changed_page_diverges_on_replay(bought) -> None:
+    from pivotgym.core.trajectory import Trajectory
+    from pivotgym.errors import DivergenceError
+
+    messages = [dict(m) for m in bought.messages]
+    tool = next(i for i, m in enumerate(messages) if m["role"] == "tool")
+    messages[tool]["content"] = messages[tool]["content"].replace("Shop", "Sh0p", 1)
+    changed = Trajectory(id="changed", env="browser", task=bought.task, messages=messages)
+    env = pivotgym.make("browser", tasks=[])
+    try:
+        with pytest.raises(DivergenceError):
+            env.reset(options={"trajectory": changed, "turn": 2})
+    finally:
+        env.close()
+
+
+def test_bad_task_files_and_databases_get_one_line_errors(tmp_path: Path) -> None:
+    good = task_of("shop.buy").to_json()
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "seed": "x"}) + "\n")
+    with pytest.raises(DataError, match=r"tasks.jsonl:2: seed: must be an integer"):
+        load_task_file(path)
+    path.write_text(json.dumps({**good, "family": "shop.nothing"}) + "\n")
+    with pytest.raises(DataError, match="no browser task family 'shop.nothing'"):
+        load_task_file(path)
+    path.write_text(json.dumps({**good, "params": {}}) + "\n")
+    with pytest.raises(DataError, match="params.user"):
+        load_task_file(path)
+    import sqlite3
+
+    from pivotgym.envs.browser.apps.shop import Shop
+
+    db = sqlite3.connect(":memory:")
+    db.executescript(Shop.schema)
+    db.executescript("DROP TABLE users; CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT);")
+    with pytest.raises(DataError, match="shop.test's database lacks column 'password'"):
+        Shop().check_schema(db, "shop.db")
