@@ -60,7 +60,7 @@ def host_server():
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             hits.append(self.path)
             self.send_response(200)
             self.end_headers()
@@ -87,7 +87,7 @@ def test_the_browser_reaches_nothing_but_the_worlds_sites(host_server) -> None:
             try:
                 await page.goto(f"http://127.0.0.1:{port}/", timeout=5_000)
                 direct = await page.content()
-            except Exception as exc:  # noqa: BLE001 - the failure is the point
+            except Exception as exc:
                 direct = str(exc).splitlines()[0]
             await context.close()
         finally:
@@ -115,7 +115,7 @@ def test_chromium_runs_unprivileged_and_sees_no_host_environment() -> None:
         assert pids
         for pid in pids:
             status = Path(f"/proc/{pid}/status").read_text()
-            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+            uid = next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("Uid:"))
             if os.geteuid() == 0:
                 assert uid != 0
             try:
@@ -272,8 +272,8 @@ def test_forks_have_their_own_backend_and_browser_state(bought) -> None:
         place = [m for m in bought.messages if m["role"] == "assistant"][turn]
         branches[0].step(place)
         assert "Order #" in page_of(branches[0])
-        orders = [b.world.databases["shop.test"].execute("SELECT COUNT(*) FROM orders").fetchone()[0]
-                  for b in branches]
+        count = "SELECT COUNT(*) FROM orders"
+        orders = [b.world.databases["shop.test"].execute(count).fetchone()[0] for b in branches]
         assert orders[0] == orders[1] + 1 == orders[2] + 1
         for other in branches[1:]:
             other.step(act("goto", url="http://shop.test/orders"))
@@ -311,10 +311,10 @@ def test_bad_task_files_and_databases_get_one_line_errors(tmp_path: Path) -> Non
     with pytest.raises(DataError, match=r"tasks.jsonl:2: seed: must be an integer"):
         load_task_file(path)
     path.write_text(json.dumps({**good, "family": "shop.nothing"}) + "\n")
-    with pytest.raises(DataError, match="no browser task family 'shop.nothing'"):
+    with pytest.raises(DataError, match=r"no browser task family 'shop\.nothing'"):
         load_task_file(path)
     path.write_text(json.dumps({**good, "params": {}}) + "\n")
-    with pytest.raises(DataError, match="params.user"):
+    with pytest.raises(DataError, match=r"params\.user"):
         load_task_file(path)
     import sqlite3
 
@@ -322,6 +322,6 @@ def test_bad_task_files_and_databases_get_one_line_errors(tmp_path: Path) -> Non
 
     db = sqlite3.connect(":memory:")
     db.executescript(Shop.schema)
-    db.executescript("DROP TABLE users; CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT);")
-    with pytest.raises(DataError, match="shop.test's database lacks column 'password'"):
+    db.executescript("DROP TABLE users; CREATE TABLE users (id INTEGER, username TEXT);")
+    with pytest.raises(DataError, match=r"shop\.test's database lacks column 'password'"):
         Shop().check_schema(db, "shop.db")
