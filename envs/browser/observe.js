@@ -45,14 +45,16 @@
     if (aria) return squash(aria);
     const by = el.getAttribute("aria-labelledby");
     if (by) return squash(by.split(" ").map((id) => document.getElementById(id)?.textContent).join(" "));
-    if (el.labels && el.labels.length) return squash([...el.labels].map((l) => l.textContent).join(" "));
+    if (el.tagName !== "FORM" && el.labels && el.labels.length) return squash([...el.labels].map((l) => l.textContent).join(" "));
     return "";
   };
   // Roles whose name is their text: their text is not repeated below them.
   const NAMED_BY_TEXT = new Set(["link", "button", "heading", "option", "LabelText", "listitem",
     "cell", "columnheader", "legend", "paragraph", "tab", "menuitem", "treeitem"]);
   const hidden = (el) => {
-    if (el.hidden || el.getAttribute("aria-hidden") === "true") return true;
+    // Attributes, not properties: a form's properties include its fields by name (a
+    // field called "hidden" or "title" would stand in for them).
+    if (el.hasAttribute("hidden") || el.getAttribute("aria-hidden") === "true") return true;
     if (el.tagName === "INPUT" && el.type === "hidden") return true;
     const style = getComputedStyle(el);
     return style.display === "none" || style.visibility === "hidden";
@@ -87,7 +89,7 @@
       const byText = NAMED_BY_TEXT.has(r) && flat(child);
       if (!name && byText) name = squash(child.innerText ?? child.textContent);
       if (!name && child.tagName === "IMG") name = squash(child.alt);
-      if (!name && child.title) name = squash(child.title);
+      if (!name && child.getAttribute("title")) name = squash(child.getAttribute("title"));
       if (child.tagName === "INPUT" || child.tagName === "TEXTAREA") {
         if (["checkbox", "radio"].includes(child.type)) props.push(`checked=${child.checked}`);
         else if (!["button", "submit", "reset", "image"].includes(child.type)) {
@@ -101,8 +103,8 @@
       }
       if (child.tagName === "OPTION" && child.selected) props.push("selected");
       if (r === "heading") props.push(`level=${child.tagName.slice(1) || child.getAttribute("aria-level")}`);
-      if (child.disabled) props.push("disabled");
-      if (child.required) props.push("required");
+      if (child.hasAttribute("disabled")) props.push("disabled");
+      if (child.hasAttribute("required")) props.push("required");
       if (child.getAttribute("aria-expanded")) props.push(`expanded=${child.getAttribute("aria-expanded")}`);
       if (child.getAttribute("aria-selected") === "true") props.push("selected");
       if (document.activeElement === child) props.push("focused");

@@ -274,9 +274,13 @@ class BrowserWorld(World):
         page = page or self.page
         try:
             return await page.evaluate(_OBSERVE, max_chars)
-        except Exception:
+        except Exception:  # a page mid-navigation: read it once it has loaded
             await self._settle(page)
+        try:
             return await page.evaluate(_OBSERVE, max_chars)
+        except Exception as exc:  # the harness could not read the page
+            first = str(exc).splitlines()[0]
+            raise InfraError(f"reading the page at {page.url} failed: {first}") from None
 
     # -------------------------------------------------------------------- actions
 

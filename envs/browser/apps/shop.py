@@ -21,10 +21,11 @@ from urllib.parse import quote, unquote
 
 from pivotgym.envs.browser.apps.web import (
     SHARED_SCHEMA,
+    check_login,
     current_user,
     esc,
-    log_in,
     log_out,
+    login_page,
     money,
     not_found,
     page,
@@ -194,8 +195,7 @@ class Shop(Site):
             )
             return page("Welcome", body, script=_RECENT, **layout)
         if path == "/login":
-            failed = "Wrong username or password." if request.query.get("failed") else ""
-            return self._login_page(request.query.get("next", "/"), failed, layout)
+            return login_page(request, layout)
         if path == "/search":
             q = request.query.get("q", "").strip()
             rows = (
@@ -307,17 +307,6 @@ class Shop(Site):
             return page(f"Order #{order[0]}", body, **layout)
         return not_found(f"The page {path}", **layout)
 
-    def _login_page(self, next_url: str, error: str, layout: dict) -> Response:
-        body = (
-            f"{f'<p class=error>{esc(error)}</p>' if error else ''}"
-            f'<form method="post" action="/login"><input type="hidden" name="next" '
-            f'value="{esc(next_url)}"><label for="username">Username</label> '
-            '<input id="username" name="username"><br><label for="password">Password</label> '
-            '<input id="password" name="password" type="password"><br>'
-            '<button type="submit">Log in</button></form>'
-        )
-        return page("Log in", body, **layout)
-
     def _cart_total(self, db: sqlite3.Connection, user_id: int | None) -> int:
         row = db.execute(
             "SELECT SUM(c.qty * p.price_cents) FROM cart_items c JOIN products p "
@@ -360,15 +349,7 @@ class Shop(Site):
     ) -> Response:
         form = request.form
         if path == "/login":
-            row = db.execute(
-                "SELECT id FROM users WHERE username = ? AND password = ?",
-                (form.get("username", ""), form.get("password", "")),
-            ).fetchone()
-            target = form.get("next", "/")
-            target = target if target.startswith("/") and not target.startswith("//") else "/"
-            if row is None:
-                return Response.redirect(f"/login?next={quote(target)}&failed=1")
-            return log_in(db, row[0], HOST, target)
+            return check_login(db, request, HOST)
         if path == "/logout":
             return log_out(db, request)
         pid = form.get("product_id", "")

@@ -15,6 +15,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable
 from html import escape
+from urllib.parse import quote
 
 from pivotgym.envs.browser.sites import Request, Response
 
@@ -62,6 +63,34 @@ def log_in(db: sqlite3.Connection, user_id: int, host: str, location: str) -> Re
     return Response.redirect(
         location, **{"set-cookie": f"{SESSION_COOKIE}={token}; Path=/; HttpOnly"}
     )
+
+
+def login_page(request: Request, layout: dict) -> Response:
+    """The login form; it sends the user on to the query's ``next`` once logged in."""
+    failed = "<p class=error>Wrong username or password.</p>" if request.query.get("failed") else ""
+    body = (
+        f'{failed}<form method="post" action="/login"><input type="hidden" name="next" '
+        f'value="{esc(request.query.get("next", "/"))}"><label for="username">Username</label> '
+        '<input id="username" name="username"><br><label for="password">Password</label> '
+        '<input id="password" name="password" type="password"><br>'
+        '<button type="submit">Log in</button></form>'
+    )
+    return page("Log in", body, **layout)
+
+
+def check_login(db: sqlite3.Connection, request: Request, host: str) -> Response:
+    """A posted login: a session and on to ``next`` (a path of this site only), or back
+    to the form, which then says the login failed. ``users`` holds the accounts."""
+    form = request.form
+    row = db.execute(
+        "SELECT id FROM users WHERE username = ? AND password = ?",
+        (form.get("username", ""), form.get("password", "")),
+    ).fetchone()
+    target = form.get("next", "/")
+    target = target if target.startswith("/") and not target.startswith("//") else "/"
+    if row is None:
+        return Response.redirect(f"/login?next={quote(target)}&failed=1")
+    return log_in(db, row[0], host, target)
 
 
 def log_out(db: sqlite3.Connection, request: Request) -> Response:

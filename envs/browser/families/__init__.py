@@ -85,10 +85,10 @@ class Family(abc.ABC):
 
 @functools.cache
 def families() -> dict[str, Family]:
-    from pivotgym.envs.browser.families import miniwob, shop
+    from pivotgym.envs.browser.families import miniwob, shop, tracker, wiki
 
     found: dict[str, Family] = {}
-    for family in [*miniwob.families(), *shop.FAMILIES]:
+    for family in [*miniwob.families(), *shop.FAMILIES, *tracker.FAMILIES, *wiki.FAMILIES]:
         found[family.name] = family
     return found
 
