@@ -3,10 +3,14 @@
 An agent names elements by their ``bid`` (:file:`observe.js` marks them). Each action
 here is a tool whose arguments are BrowserGym's, so a BrowserGym action string maps onto
 one call (``click("12")`` is ``{"name": "click", "arguments": {"bid": "12"}}``). Element
-actions wait at most :data:`ACTION_TIMEOUT_MS` for their element (BrowserGym waits 500 ms;
-our pages are served from this process and never slower). What an action cannot do (no
-such bid, an element that is hidden or not a field) is an error message for the agent,
-raised here as ``ValueError``, never an exception out of the env.
+actions wait at most :data:`ACTION_TIMEOUT_MS` for their element to be there, visible
+and still (BrowserGym waits 500 ms; a loaded machine needs more, and a timeout that
+fires on a slow machine only would make the same action answer differently). They
+return once the input is delivered: a navigation it sets off is the world's to wait for
+(:meth:`~pivotgym.envs.browser.world.BrowserWorld._follow`), not a timeout of the action.
+What an action cannot do (no such bid, an element that is hidden or not a field) is an
+error message for the agent, raised here as ``ValueError``, never an exception out of
+the env.
 
 Actions are in three kinds, which the world's snapshots need (:mod:`.world`):
 ``IN_PAGE`` act on the page's document (replayed after a restore), ``NAVIGATION`` and
@@ -18,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-ACTION_TIMEOUT_MS = 1_000
+ACTION_TIMEOUT_MS = 3_000
 BID = re.compile(r"[a-zA-Z]{0,3}\d{1,7}")
 BUTTONS = ("left", "middle", "right")
 MODIFIERS = ("Alt", "Control", "ControlOrMeta", "Meta", "Shift")
@@ -214,25 +218,26 @@ async def perform_in_page(page: Any, name: str, args: dict[str, Any]) -> None:
             raise ValueError(f"no element with bid {args['bid']!r} on this page")
         element = element.first
         timeout = ACTION_TIMEOUT_MS
+        quick = {"timeout": timeout, "no_wait_after": True}
         if name in ("click", "dblclick"):
             call = element.click if name == "click" else element.dblclick
-            await call(button=args["button"], modifiers=args["modifiers"], timeout=timeout)
+            await call(button=args["button"], modifiers=args["modifiers"], **quick)
         elif name == "fill":
-            await element.fill(args["value"], timeout=timeout)
+            await element.fill(args["value"], **quick)
         elif name == "clear":
-            await element.clear(timeout=timeout)
+            await element.clear(**quick)
         elif name == "select_option":
-            await element.select_option(label=args["options"], timeout=timeout)
+            await element.select_option(label=args["options"], **quick)
         elif name == "check":
-            await element.check(timeout=timeout)
+            await element.check(**quick)
         elif name == "uncheck":
-            await element.uncheck(timeout=timeout)
+            await element.uncheck(**quick)
         elif name == "hover":
             await element.hover(timeout=timeout)
         elif name == "focus":
             await element.focus(timeout=timeout)
         elif name == "press":
-            await element.press(args["key_comb"], timeout=timeout)
+            await element.press(args["key_comb"], **quick)
     except Error as exc:
         raise ValueError(f"{name} failed: {_first_line(exc)}") from None
 

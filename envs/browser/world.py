@@ -53,6 +53,9 @@ MAX_REDIRECTS = 5
 VIEWPORT = {"width": 1280, "height": 720}
 BLANK = "about:blank"
 _OBSERVE = (Path(__file__).parent / "observe.js").read_text()
+# A document being navigated away from says so (see BrowserWorld._follow).
+_LEAVING_MARK = "addEventListener('beforeunload', () => { window.__pivotgymLeaving = true; });"
+_LEAVING = "() => [window.__pivotgymLeaving === true, performance.timeOrigin]"
 # Two animation frames: what a click set off (a re-render, a class change) is drawn
 # before the page is read.
 _SETTLE = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
@@ -138,6 +141,7 @@ class BrowserWorld(World):
             reduced_motion="reduce",
         )
         self.context.set_default_timeout(NAVIGATION_TIMEOUT_MS)
+        await self.context.add_init_script(_LEAVING_MARK)
         await self.context.route("**/*", self._serve)
         self.messages = list(snapshot.messages)
         for tab in snapshot.tabs:
@@ -260,6 +264,30 @@ class BrowserWorld(World):
             await page.evaluate(_SETTLE)
 
     @staticmethod
+    async def _follow(page: Any, old: float) -> None:
+        """Wait until a navigation the last action started has loaded its document.
+
+        Playwright's click may return before the navigation it set off commits (a form
+        post under load): the page would be read, and the next action taken, on the
+        document that is going away. The init script marks a document that is being
+        left (``beforeunload`` fires as the navigation starts, in the click's own task).
+        """
+        deadline = asyncio.get_running_loop().time() + NAVIGATION_TIMEOUT_MS / 1000
+        while True:
+            try:
+                leaving, now = await page.evaluate(_LEAVING)
+            except Exception:  # its context is gone: the next document is on its way
+                leaving, now = True, old
+            if now != old:
+                await page.wait_for_load_state("load")
+                return
+            if not leaving:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise InfraError(f"the page at {page.url} did not finish navigating")
+            await asyncio.sleep(0.01)
+
+    @staticmethod
     async def _document(page: Any) -> float:
         """The current document's identity: its time origin, new with every load."""
         for _ in range(3):
@@ -350,6 +378,7 @@ class BrowserWorld(World):
         page = self.page
         await self.mark(page)
         await perform_in_page(page, name, arguments)
+        await self._follow(page, self._documents[self.active])
         await self._settle(page)
         document = await self._document(page)
         tab = self.tabs[self.active]

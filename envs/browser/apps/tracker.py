@@ -105,7 +105,9 @@ def populate(db: sqlite3.Connection, seed: int) -> None:
         while len(titles) < rng.randrange(18, 26):
             subject = pick(rng, _SUBJECTS)
             titles.add(f"{subject[0].upper()}{subject[1:]} {pick(rng, _PROBLEMS)}")
-        for title in sorted(titles, key=lambda _: rng.random()):
+        shuffled = sorted(titles)
+        rng.shuffle(shuffled)
+        for title in shuffled:
             author = rng.randrange(1, len(names) + 1)
             assignee = rng.randrange(1, len(names) + 1) if rng.random() < 0.6 else None
             cursor = db.execute(
