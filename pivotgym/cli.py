@@ -26,7 +26,10 @@ console = Console()
 
 def cmd_envs(args: argparse.Namespace) -> int:
     table = Table(title="registered environments")
-    for column in ("name", "gymnasium id", "splits", "description"):
+    # Names and ids are what a user types: never cut; splits and descriptions wrap.
+    for column in ("name", "gymnasium id"):
+        table.add_column(column, no_wrap=True)
+    for column in ("splits", "description"):
         table.add_column(column)
     for name, spec in registered().items():
         table.add_row(name, spec.gym_id, ", ".join(spec.splits), spec.description)

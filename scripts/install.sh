@@ -16,12 +16,14 @@ log "system packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # bubblewrap and docker.io run the sandboxes; debootstrap builds the base image offline;
-# the rest are the tools the bundled terminal tasks use inside bwrap sandboxes, and the
-# Python and pytest that the SWE env's repositories are tested with there.
+# the rest are the tools the bundled terminal tasks use inside bwrap sandboxes, the
+# Python and pytest that the SWE env's repositories are tested with there, and the
+# Chromium that the browser env drives (Debian's: Playwright's own builds are never
+# downloaded).
 apt-get install -y -qq --no-install-recommends \
     bubblewrap docker.io debootstrap ca-certificates util-linux procps \
     python3 python3-venv python3-pip git jq zip unzip bzip2 xz-utils sqlite3 bc file \
-    diffutils patch findutils tar gzip python3-pytest python-is-python3 >/dev/null
+    diffutils patch findutils tar gzip python3-pytest python-is-python3 chromium >/dev/null
 
 log "docker engine"
 if ! docker info >/dev/null 2>&1; then
@@ -44,6 +46,6 @@ fi
 .venv/bin/pip install -q --upgrade pip
 # torch first, pinned, so that nothing later pulls a multi-GB CUDA build.
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[test,tau2]'
+.venv/bin/pip install -q -e '.[test,tau2,browser]'
 
 log "ready: $(.venv/bin/pivotgym --help | head -1)"

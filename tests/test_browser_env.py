@@ -325,3 +325,174 @@ def test_bad_task_files_and_databases_get_one_line_errors(tmp_path: Path) -> Non
     db.executescript("DROP TABLE users; CREATE TABLE users (id INTEGER, username TEXT);")
     with pytest.raises(DataError, match=r"shop\.test's database lacks column 'password'"):
         Shop().check_schema(db, "shop.db")
+
+
+def test_what_the_agent_types_into_a_page_is_shown_as_text_never_run() -> None:
+    env = pivotgym.make("browser", tasks=[], max_turns=40)
+    try:
+        task = task_of("tracker.close-issue", 1)
+        env.reset(options={"task": task})
+        env.step(act("goto", url=f"http://tracker.test/issues/{task.params['issue']}"))
+        env.step(act("click", bid=find(page_of(env), "link", "Log in to comment").bid))
+        for label, value in (
+            ("Username", task.params["user"]),
+            ("Password", task.params["password"]),
+        ):
+            env.step(act("fill", bid=find(page_of(env), "textbox", label).bid, value=value))
+        env.step(act("click", bid=find(page_of(env), "button", "Log in").bid))
+        payload = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+        env.step(act("fill", bid=find(page_of(env), "textbox", "Comment").bid, value=payload))
+        env.step(act("click", bid=find(page_of(env), "button", "Add comment").bid))
+        assert "window.pwned = 1" in page_of(env)  # shown as the text it is
+        pwned = asyncio.run_coroutine_threadsafe(
+            env.world.page.evaluate("() => window.pwned === undefined"), _loop()
+        ).result()
+        assert pwned
+    finally:
+        env.close()
+
+
+def _loop():
+    from pivotgym.core import env as core_env
+
+    return core_env._loop
+
+
+def test_a_page_that_never_yields_is_an_infrastructure_failure_not_a_hang(monkeypatch) -> None:
+    from pivotgym.envs.browser import runtime as browser_runtime
+    from pivotgym.envs.browser.sites import Response, Site
+    from pivotgym.envs.browser.world import BrowserSnapshot, BrowserWorld, TabState
+    from pivotgym.errors import InfraError
+
+    monkeypatch.setattr(browser_runtime, "SCRIPT_TIMEOUT_S", 2.0)
+
+    class Busy(Site):
+        host = "busy.test"
+
+        def handle(self, request, db):
+            return Response(200, '<button onclick="while (true) {}">Spin</button>')
+
+    async def spin() -> float:
+        site = Busy()
+        world = await BrowserWorld.open(
+            {site.host: site}, BrowserSnapshot({}, tabs=(TabState(history=("http://busy.test/",)),))
+        )
+        start = time.monotonic()
+        try:
+            text = (await world.mark(max_chars=1000))["text"]
+            bid = find(text, "button", "Spin").bid
+            with pytest.raises((InfraError, ValueError)):
+                await world.act("click", {"bid": bid, "button": "left", "modifiers": []})
+                await world.mark(max_chars=1000)
+            return time.monotonic() - start
+        finally:
+            await world.close()
+
+    assert asyncio.run(spin()) < 30
+
+
+def test_local_storage_and_typed_drafts_travel_with_forks(bought) -> None:
+    env = pivotgym.make("browser", tasks=[])
+    try:
+        # After the product page was seen, the home page lists it from local storage.
+        env.reset(options={"trajectory": bought, "turn": bought.num_turns - 1})
+        env.step(act("goto", url="http://shop.test/"))
+        seen = [line for line in page_of(env).splitlines() if "Recently viewed" in line]
+        assert seen and bought.task["params"]["product"] in seen[0]
+        branch = env.fork(1)[0]
+        assert [ln for ln in page_of(branch).splitlines() if "Recently viewed" in ln] == seen
+        branch.step(act("goto", url="http://shop.test/"))  # a reload reads the storage again
+        assert [ln for ln in page_of(branch).splitlines() if "Recently viewed" in ln] == seen
+        branch.close()
+    finally:
+        env.close()
+
+
+def test_the_verifier_accepts_equivalent_actions_and_refuses_others(bought) -> None:
+    import re
+
+    from pivotgym.core.candidates import candidates
+    from pivotgym.envs.browser.verifier import BrowserVerifier
+    from pivotgym.verifiers.base import restore
+
+    verifier = BrowserVerifier()
+    env = pivotgym.make("browser", tasks=[])
+    by_turn = {c.turn: c for c in candidates([bought])}
+    turns = [m for m in bought.messages if m["role"] == "assistant"]
+
+    def name_of(turn: int) -> str:
+        return turns[turn]["tool_calls"][0]["function"]["name"]
+
+    async def judge(turn: int, sample: dict) -> float:
+        state = await restore(env, by_turn[turn])
+        return (await verifier.verify(state, sample, by_turn[turn].reference)).reward
+
+    def run(coro):
+        return asyncio.run_coroutine_threadsafe(coro, _loop()).result()
+
+    try:
+        for turn in range(bought.num_turns):
+            assert run(judge(turn, turns[turn])) == 1.0, turn
+
+        # A link clicked, or its URL typed: the same page.
+        def lands(t: int) -> str:
+            return bought.prefix(t + 1)[-1]["content"]
+
+        link = next(
+            t
+            for t in range(bought.num_turns)
+            if name_of(t) == "click"
+            and (
+                "URL: http://shop.test/category/" in lands(t)
+                or "URL: http://shop.test/product/" in lands(t)
+            )
+        )
+        url = re.search(r"^URL: (\S+)", bought.prefix(link + 1)[-1]["content"], re.M)[1]
+        assert run(judge(link, act("goto", url=url))) == 1.0
+        assert run(judge(link, act("goto", url="http://shop.test/cart"))) == 0.0
+        # The login form: the second field first is the expert's work in another order.
+        first_fill = next(
+            t
+            for t in range(bought.num_turns)
+            if name_of(t) == "fill"
+            and "URL: http://shop.test/login" in bought.prefix(t)[-1]["content"]
+        )
+        second = turns[first_fill + 1]
+        assert name_of(first_fill + 1) == "fill"
+        assert run(judge(first_fill, second)) == 1.0
+        wrong = json.loads(second["tool_calls"][0]["function"]["arguments"])
+        wrong["value"] = "not-the-password"
+        assert run(judge(first_fill, act("fill", **wrong))) == 0.0
+        # Another turn's action, an action that fails, a wrong answer.
+        assert run(judge(first_fill, turns[first_fill + 2])) == 0.0
+        assert run(judge(0, act("click", bid="99999"))) == 0.0
+    finally:
+        env.close()
+
+
+def test_the_verifier_judges_an_answer_by_the_tasks_check() -> None:
+    from pivotgym.core.candidates import candidates
+    from pivotgym.envs.browser.verifier import BrowserVerifier
+    from pivotgym.verifiers.base import restore
+
+    async def go() -> list[float]:
+        env = pivotgym.make("browser", tasks=[])
+        try:
+            task = task_of("wiki.fact", 4)
+            trajectory = await demonstrate(env, task, 4)
+            answer = [c for c in candidates([trajectory])][-1]
+            state = await restore(env, answer)
+            verifier = BrowserVerifier()
+            said = f"It is {task.params['answer']}, as the article says."
+            return [
+                (
+                    await verifier.verify(
+                        state, act("send_msg_to_user", text=text), answer.reference
+                    )
+                ).reward
+                for text in (said, "I do not know.")
+            ]
+        finally:
+            await env.aclose()
+
+    assert asyncio.run(go()) == [1.0, 0.0]

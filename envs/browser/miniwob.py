@@ -25,6 +25,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from pivotgym.envs.browser.runtime import evaluate
 from pivotgym.envs.browser.sites import Request, Response, StaticSite
 from pivotgym.errors import DataError, InfraError
 
@@ -106,12 +107,12 @@ class MiniWobSite(StaticSite):
 
     async def after_load(self, page: Any) -> None:
         if page.url.split("?")[0] == self.url:
-            await page.evaluate(_START, self.seed)
+            await evaluate(page, _START, self.seed)
 
     async def status(self, page: Any) -> tuple[bool, float, str | None]:
         """Whether the task's check ran, its raw reward, and its reason."""
-        done, raw, reason = await page.evaluate(_STATUS)
+        done, raw, reason = await evaluate(page, _STATUS)
         return bool(done), float(raw), reason
 
     async def utterance(self, page: Any) -> str:
-        return await page.evaluate("() => core.getUtterance()")
+        return await evaluate(page, "() => core.getUtterance()")

@@ -66,6 +66,10 @@ ARGS = [
 # A label on the cage's command line, so that tests (and an operator) can find its
 # processes among the host's.
 LABEL = "--pivotgym-browser"
+# The most a script of the harness may take in a page (reading it, marking it): a page
+# that never yields (a loop in its own script) is the harness's failure to report, not
+# an episode that hangs.
+SCRIPT_TIMEOUT_S = 10.0
 
 
 def unavailable() -> str | None:
@@ -223,3 +227,13 @@ def runtime() -> BrowserRuntime:
     if loop not in _runtimes:
         _runtimes[loop] = BrowserRuntime()
     return _runtimes[loop]
+
+
+async def evaluate(page: Any, script: str, arg: Any = None) -> Any:
+    """``page.evaluate`` within :data:`SCRIPT_TIMEOUT_S` (``InfraError`` past it)."""
+    try:
+        return await asyncio.wait_for(page.evaluate(script, arg), SCRIPT_TIMEOUT_S)
+    except TimeoutError:
+        raise InfraError(
+            f"the page at {page.url} did not answer in {SCRIPT_TIMEOUT_S:g} s"
+        ) from None

@@ -44,7 +44,7 @@ from urllib.parse import urljoin, urlsplit
 
 from pivotgym.core.world import World
 from pivotgym.envs.browser.actions import CHAT, IN_PAGE, perform_in_page
-from pivotgym.envs.browser.runtime import BrowserRuntime, runtime
+from pivotgym.envs.browser.runtime import BrowserRuntime, evaluate, runtime
 from pivotgym.envs.browser.sites import Request, Response, Site
 from pivotgym.errors import InfraError
 
@@ -261,7 +261,7 @@ class BrowserWorld(World):
     async def _settle(page: Any) -> None:
         with contextlib.suppress(Exception):  # a page that navigates away has no frames
             await page.wait_for_load_state("load")
-            await page.evaluate(_SETTLE)
+            await evaluate(page, _SETTLE)
 
     @staticmethod
     async def _follow(page: Any, old: float) -> None:
@@ -275,7 +275,7 @@ class BrowserWorld(World):
         deadline = asyncio.get_running_loop().time() + NAVIGATION_TIMEOUT_MS / 1000
         while True:
             try:
-                leaving, now = await page.evaluate(_LEAVING)
+                leaving, now = await evaluate(page, _LEAVING)
             except Exception:  # its context is gone: the next document is on its way
                 leaving, now = True, old
             if now != old:
@@ -292,7 +292,7 @@ class BrowserWorld(World):
         """The current document's identity: its time origin, new with every load."""
         for _ in range(3):
             try:
-                return float(await page.evaluate("performance.timeOrigin"))
+                return float(await evaluate(page, "performance.timeOrigin"))
             except Exception:
                 await page.wait_for_load_state("load")
         raise InfraError(f"the page at {page.url} does not settle")
@@ -301,11 +301,11 @@ class BrowserWorld(World):
         """Mark the page's elements with bids and render it (:file:`observe.js`)."""
         page = page or self.page
         try:
-            return await page.evaluate(_OBSERVE, max_chars)
+            return await evaluate(page, _OBSERVE, max_chars)
         except Exception:  # a page mid-navigation: read it once it has loaded
             await self._settle(page)
         try:
-            return await page.evaluate(_OBSERVE, max_chars)
+            return await evaluate(page, _OBSERVE, max_chars)
         except Exception as exc:  # the harness could not read the page
             first = str(exc).splitlines()[0]
             raise InfraError(f"reading the page at {page.url} failed: {first}") from None
