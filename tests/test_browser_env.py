@@ -496,3 +496,57 @@ def test_the_verifier_judges_an_answer_by_the_tasks_check() -> None:
             await env.aclose()
 
     assert asyncio.run(go()) == [1.0, 0.0]
+
+
+def test_a_site_that_fails_or_a_page_that_does_not_load_is_told_not_raised() -> None:
+    from pivotgym.envs.browser.sites import Site
+    from pivotgym.envs.browser.world import BrowserSnapshot, BrowserWorld, TabState
+
+    class Broken(Site):
+        host = "broken.test"
+
+        def handle(self, request, db):
+            raise RuntimeError("a bug of the app")
+
+    async def visit() -> tuple[str, list[str]]:
+        site = Broken()
+        world = await BrowserWorld.open(
+            {site.host: site},
+            BrowserSnapshot(
+                {},
+                tabs=(
+                    TabState(history=("http://broken.test/",)),
+                    TabState(history=("http://broken.test:notaport/",)),
+                ),
+            ),
+        )
+        try:
+            return (await world.mark(world.pages[0], max_chars=500))["text"], world.load_errors
+        finally:
+            await world.close()
+
+    text, errors = asyncio.run(visit())
+    assert "Internal error of broken.test: RuntimeError" in text
+    assert len(errors) == 1 and "did not load" in errors[0]
+
+
+def test_a_database_that_is_not_the_apps_is_refused_in_one_line() -> None:
+    from pivotgym.envs.browser.apps.shop import Shop
+    from pivotgym.envs.browser.world import BrowserSnapshot, BrowserWorld, TabState
+
+    async def open_with(image: bytes) -> None:
+        site = Shop()
+        world = await BrowserWorld.open(
+            {site.host: site},
+            BrowserSnapshot({site.host: image}, tabs=(TabState(history=("http://shop.test/",)),)),
+        )
+        await world.close()
+
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE users (id INTEGER)")
+    with pytest.raises(DataError, match=r"shop\.test database: no table 'sessions'"):
+        asyncio.run(open_with(db.serialize()))
+    with pytest.raises(DataError, match="not a SQLite database"):
+        asyncio.run(open_with(b"garbage" * 100))

@@ -118,8 +118,13 @@ class BrowserEnv(ToolEnv):
         goal = await get_family(task.family).goal(task, self.world)
         return [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": f"{goal}\n\n{await self.observation()}"},
+            {"role": "user", "content": f"{goal}\n\n{await self.observation(self._load_error())}"},
         ]
+
+    def _load_error(self) -> str | None:
+        """Why the task's first page did not load, if it did not."""
+        assert self.world is not None
+        return "; ".join(self.world.load_errors) or None
 
     async def observation(self, error: str | None = None) -> str:
         """The page as the agent is shown it: the last action's error, the tabs, the URL

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -46,8 +47,9 @@ from pivotgym.core.world import World
 from pivotgym.envs.browser.actions import CHAT, IN_PAGE, perform_in_page
 from pivotgym.envs.browser.runtime import BrowserRuntime, evaluate, runtime
 from pivotgym.envs.browser.sites import Request, Response, Site
-from pivotgym.errors import InfraError
+from pivotgym.errors import DataError, InfraError
 
+log = logging.getLogger(__name__)
 NAVIGATION_TIMEOUT_MS = 10_000
 MAX_REDIRECTS = 5
 VIEWPORT = {"width": 1280, "height": 720}
@@ -106,6 +108,7 @@ class BrowserWorld(World):
         self.active = 0
         self.messages: list[str] = []
         self._documents: list[float] = []  # each tab's document, by its time origin
+        self.load_errors: list[str] = []  # pages that did not load when the world opened
         self._closed = False
 
     # ------------------------------------------------------------------ making one
@@ -128,7 +131,18 @@ class BrowserWorld(World):
     async def _restore(self, browser: Any, snapshot: BrowserSnapshot) -> None:
         for host, image in snapshot.databases.items():
             db = sqlite3.connect(":memory:", check_same_thread=False)
-            db.deserialize(image)
+            try:
+                db.deserialize(image)
+                if host in self.sites and self.sites[host].schema:
+                    self.sites[host].check_schema(db, f"{host} database")
+            except sqlite3.DatabaseError as exc:
+                db.close()
+                raise DataError(
+                    f"not a SQLite database ({exc})", field=f"{host} database"
+                ) from None
+            except DataError:
+                db.close()
+                raise
             self.databases[host] = db
         storage = dict(snapshot.storage)
         self.context = await browser.new_context(
@@ -146,7 +160,10 @@ class BrowserWorld(World):
         self.messages = list(snapshot.messages)
         for tab in snapshot.tabs:
             page = await self._new_page()
-            await self._load(page, tab.url)
+            try:
+                await self._load(page, tab.url)
+            except ValueError as exc:  # the agent is told, and sees the browser's error page
+                self.load_errors.append(str(exc))
             for name, arguments in tab.actions:
                 await self.mark(page)
                 try:
@@ -181,7 +198,7 @@ class BrowserWorld(World):
             request.method, request.url, request.post_data, await request.all_headers()
         )
         db = self.databases.get(site.host)
-        answer, url, cookies = site.handle(asked, db), request.url, dict(asked.cookies)
+        answer, url, cookies = self._answer(site, asked, db), request.url, dict(asked.cookies)
         # Playwright does not intercept the request a redirect leads to: the site's
         # redirects are followed here, and the page shown under the URL they end at.
         for _ in range(MAX_REDIRECTS):
@@ -192,7 +209,7 @@ class BrowserWorld(World):
             if self.site_of(url) is not site:
                 answer = Response(403, _refused(url))
                 break
-            answer = site.handle(Request("GET", url, {}, cookies), db)
+            answer = self._answer(site, Request("GET", url, {}, cookies), db)
         cookies.update(await self._set_cookies(site, answer))
         body = answer.body
         if url != request.url and request.is_navigation_request():
@@ -206,6 +223,17 @@ class BrowserWorld(World):
             body=body,
             headers={"content-type": answer.content_type, **headers},
         )
+
+    @staticmethod
+    def _answer(site: Site, request: Request, db: sqlite3.Connection | None) -> Response:
+        """The site's answer; a site that fails answers 500, as a server would, and the
+        page shows it (the request would hang otherwise)."""
+        try:
+            return site.handle(request, db)
+        except Exception as exc:  # any failure of the site's own code
+            log.exception("%s failed on %s %s", site.host, request.method, request.url)
+            text = f"Internal error of {site.host}: {type(exc).__name__}"
+            return Response(500, f"<html><body><h1>{escape(text)}</h1></body></html>")
 
     async def _set_cookies(self, site: Site, answer: Response) -> dict[str, str]:
         """Apply the answer's ``set-cookie`` to the context (the browser does not take
