@@ -387,7 +387,10 @@ def test_the_verifier_judges_edits_by_their_effect(make) -> None:
         call("str_replace_editor", command="view", path=SOURCE),  # looks only
         call("submit"),
     ]
+    live = len(env.backend._sandboxes)
     assert _verdicts(env, expert, samples) == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    # Grading sandboxes made ahead of a sample, used or not, are all closed.
+    assert len(env.backend._sandboxes) == live
     # The verifier acts in forks: the env's own state is as it was.
     assert BUGGY in (env.sandbox.host_dir("/testbed") / "inflection/__init__.py").read_text()
     # Where the expert's edit does not resolve the issue, the tests' outcome says

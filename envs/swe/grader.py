@@ -226,36 +226,42 @@ class SWEGrader:
                 field=f"{task.instance_id}: patch",
             )
 
+    async def clean_box(self, task: SWETask, clean_root: Path) -> Any:
+        """A fresh grading sandbox of the task's clean tree, for :meth:`run_tests` to apply
+        a change to (a verifier makes one while its sample still runs)."""
+        spec = self.env.spec_for(task)
+        limits = replace(spec.limits, max_output_bytes=GRADER_OUTPUT_BYTES)
+        spec = replace(spec, files=clean_root, limits=limits,
+                       env={**spec.env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+                       labels={**spec.labels, "role": "grader"})  # fmt: skip
+        return await self.env.backend.create(spec)
+
     async def run_tests(
-        self, task: SWETask, change: Change, clean_root: Path
+        self, task: SWETask, change: Change, clean_root: Path, box: Any = None
     ) -> tuple[float, dict[str, Any]]:
         """Apply ``change`` (and the task's test patch) to a clean tree, run the task's
-        tests there in a fresh sandbox, and give SWE-bench's verdict."""
-        with tempfile.TemporaryDirectory(prefix="pivotgym-swe-grade-") as scratch:
-            tree = Path(scratch) / "testbed"
-            shutil.copytree(clean_root, tree, symlinks=True)
+        tests there in a fresh sandbox (``box``, from :meth:`clean_box`, or a new one),
+        and give SWE-bench's verdict."""
+        box = box or await self.clean_box(task, clean_root)
+        try:
+            # Written from the host into the fresh sandbox's own copy of the clean tree:
+            # nothing of the agent's sandbox, and nothing it ran, takes part.
+            tree = box.host_dir(WORKDIR)
             try:
                 _apply(tree, change)
             except OSError as exc:  # a file where the clean tree has a folder, or the reverse
                 return self._unresolved(f"the change cannot be applied: {exc}", change, clean_root)
             if task.test_patch:
                 apply_diff(tree, task.test_patch, "test_patch")
-            spec = self.env.spec_for(task)
-            limits = replace(spec.limits, max_output_bytes=GRADER_OUTPUT_BYTES)
-            spec = replace(spec, files=tree, limits=limits,
-                           env={**spec.env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
-                           labels={**spec.labels, "role": "grader"})  # fmt: skip
-            box = await self.env.backend.create(spec)
-            try:
-                # The test files, not the ids: pytest does not take every id it prints
-                # back (parameters with quotes or spaces), and SWE-bench too reads a log.
-                # A line a test, and no captured output: what the agent's code prints
-                # cannot crowd the report out.
-                result = await box.exec(["python3", "-m", "pytest", "-p", "no:cacheprovider",
-                                         "-q", "--no-header", "--tb=no", "--show-capture=no",
-                                         "-rfEsxXp", *task.test_files])  # fmt: skip
-            finally:
-                await box.close()
+            # The test files, not the ids: pytest does not take every id it prints back
+            # (parameters with quotes or spaces), and SWE-bench too reads a log. A line a
+            # test, and no captured output: what the agent's code prints cannot crowd the
+            # report out.
+            result = await box.exec(["python3", "-m", "pytest", "-p", "no:cacheprovider",
+                                     "-q", "--no-header", "--tb=no", "--show-capture=no",
+                                     "-rfEsxXp", *task.test_files])  # fmt: skip
+        finally:
+            await box.close()
         if result.timed_out or result.truncated:
             why = "the tests timed out" if result.timed_out else "the test run's report was cut"
             return self._unresolved(why, change, clean_root)

@@ -212,6 +212,7 @@ class SWEVerifier(Verifier):
         expert = self._expert_turns.get(key)
         forks = await env.afork(1 if expert else 2)
         sample = forks[0]
+        box: asyncio.Task[Any] | None = None
         try:
             before = _tree(sample)
             if expert is None:
@@ -220,12 +221,19 @@ class SWEVerifier(Verifier):
                                                                     reference_calls))  # fmt: skip
                 _remember(self._expert_turns, key, expert)
             else:
+                if self._grades_edits(env.task, expert, before):
+                    # An edit that differs from the expert's will be graded: its sandbox
+                    # starts while the sample runs.
+                    box = asyncio.create_task(
+                        sample.grader.clean_box(env.task, materialize(env.task))
+                    )
                 got = await self._run_all(sample, calls)
             mine, theirs = _tree(sample), expert.tree
             if theirs != before:
                 if mine == before:
                     return failed("the expert edits the code; the sample changes nothing")
-                return await self._same_edit(env.task, sample, expert, mine)
+                owned, box = box, None  # _same_edit uses or discards it
+                return await self._same_edit(env.task, sample, expert, mine, owned)
             if mine != before:
                 return failed("changes files where the expert only looked")
             if any(pytest_runs(_command(c)) for c in reference_calls):
@@ -238,8 +246,18 @@ class SWEVerifier(Verifier):
                 return passed(f"shows {share:.0%} of what the expert's turn shows")
             return failed(f"shows {share:.0%} of what the expert's turn shows", share=share)
         finally:
+            if box is not None:  # made for a grading that was not needed
+                await _discard(box)
             for fork in forks:
                 await fork.aclose()
+
+    def _grades_edits(self, task: SWETask, expert: _ExpertTurn, before: dict[str, Any]) -> bool:
+        """Whether an edit other than the expert's is graded at this state: the expert's
+        turn edits, and its graded outcome (known) resolves the issue."""
+        if expert.tree == before:
+            return False
+        outcome = self._expert_outcomes.get(json.dumps([task.key, sorted(expert.tree.items())]))
+        return bool(outcome and outcome.get("resolved"))
 
     async def _expert_turn(self, task: SWETask, env: Any, calls: list[Call]) -> _ExpertTurn:
         outputs = await self._run_all(env, calls)
@@ -270,7 +288,30 @@ class SWEVerifier(Verifier):
         return passed("runs a test the issue is about")
 
     async def _same_edit(
-        self, task: SWETask, sample: Any, expert: _ExpertTurn, mine: dict[str, str | None]
+        self,
+        task: SWETask,
+        sample: Any,
+        expert: _ExpertTurn,
+        mine: dict[str, str | None],
+        box: asyncio.Task[Any] | None,
+    ) -> Verdict:
+        """Judge an edit (module docstring); ``box``, a grading sandbox made ahead, is
+        used or discarded."""
+        used: list[bool] = []
+        try:
+            return await self._judge_edit(task, sample, expert, mine, box, used)
+        finally:
+            if box is not None and not used:
+                await _discard(box)
+
+    async def _judge_edit(
+        self,
+        task: SWETask,
+        sample: Any,
+        expert: _ExpertTurn,
+        mine: dict[str, str | None],
+        box: asyncio.Task[Any] | None,
+        used: list[bool],
     ) -> Verdict:
         if mine == expert.tree:
             return passed("leaves the same files as the expert's edit")
@@ -292,12 +333,23 @@ class SWEVerifier(Verifier):
             # A wrong guess, or one step of a longer fix: the tests' outcome does not
             # stand for what the edit is, and any harmless edit would share it.
             return failed("other code than the expert's edit, which does not resolve alone")
-        _, got = await grader.run_tests(task, a, clean)
+        if box is not None:
+            used.append(True)  # run_tests closes it
+        _, got = await grader.run_tests(task, a, clean, await box if box is not None else None)
         if "tests_status" not in got or "tests_status" not in want:
             return failed("its tests do not finish as the expert's do")
         if got["tests_status"] == want["tests_status"]:
             return passed("the same tests pass and fail as after the expert's edit")
         return failed("other tests pass and fail than after the expert's edit")
+
+
+async def _discard(box: asyncio.Task[Any]) -> None:
+    """Close a grading sandbox made ahead and not used (or stop its making)."""
+    try:
+        made = await box
+    except Exception:  # a sandbox that failed to start, and was not needed, matters not
+        return
+    await made.close()
 
 
 def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
