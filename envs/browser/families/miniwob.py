@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pivotgym.envs.browser.families import Action, Expert, Family
-from pivotgym.envs.browser.families.page_text import Element, find, find_all, parse
+from pivotgym.envs.browser.families.page_text import Element, find, find_all, parse, static_texts
 from pivotgym.envs.browser.miniwob import MiniWobSite, task_names
 from pivotgym.envs.browser.sites import Site
 from pivotgym.envs.browser.tasks import BrowserTask
@@ -155,6 +155,58 @@ def _click_test(utterance: str, page: str, rng: random.Random) -> list[Action]:
     return [_click(find_all(page, "button")[0])]
 
 
+def _texts(page: str) -> list[str]:
+    return [e.name for e in parse(page) if e.role == "StaticText"] + static_texts(page)
+
+
+def _arithmetic(utterance: str, page: str, rng: random.Random) -> list[Action]:
+    for text in _texts(page):
+        found = re.fullmatch(r"(-?\d+)\s*([-+x*×])\s*(-?\d+)\s*=", text.strip())
+        if found:
+            a, op, b = int(found[1]), found[2], int(found[3])
+            value = a + b if op == "+" else a - b if op == "-" else a * b
+            return [*_type(rng, _boxes(page)[0], str(value)), _submit(page)]
+    raise LookupError("no arithmetic problem on the page")
+
+
+def _algebra(utterance: str, page: str, rng: random.Random) -> list[Action]:
+    for text in _texts(page):
+        found = re.fullmatch(r"([\dx+\- ]+?)\s*=\s*(-?\d+)", text.strip())
+        if not found or "x" not in found[1]:
+            continue
+        tokens = re.findall(r"\d+|x|[+-]", found[1])
+
+        def left(x: int, tokens: list[str] = tokens) -> int:
+            total, sign = 0, 1
+            for token in tokens:
+                if token in "+-":
+                    sign = 1 if token == "+" else -1
+                else:
+                    total, sign = total + sign * (x if token == "x" else int(token)), 1
+            return total
+
+        slope = left(1) - left(0)
+        if slope:
+            x = (int(found[2]) - left(0)) // slope
+            return [*_type(rng, _boxes(page)[0], str(x)), _submit(page)]
+    raise LookupError("no equation on the page")
+
+
+def _read_table(utterance: str, page: str, rng: random.Random) -> list[Action]:
+    key = re.search(r"value of (.+) into", utterance)
+    assert key is not None
+    cells = [e for e in parse(page) if e.role == "cell"]
+    value = next(cells[i + 1].name for i, c in enumerate(cells[:-1]) if c.name == key[1])
+    return [*_type(rng, _boxes(page)[0], value), _submit(page)]
+
+
+def _text_transform(utterance: str, page: str, rng: random.Random) -> list[Action]:
+    elements = parse(page)
+    box = next(i for i, e in enumerate(elements) if e.role == "textbox")
+    letters = "".join(e.name for e in elements[1:box] if e.role == "StaticText")
+    return [*_type(rng, elements[box], letters), _submit(page)]
+
+
 SOLVERS: dict[str, Callable[[str, str, random.Random], list[Action]]] = {
     "click-button": _click_named("button"),
     "click-button-sequence": _button_sequence,
@@ -174,6 +226,12 @@ SOLVERS: dict[str, Callable[[str, str, random.Random], list[Action]]] = {
     "focus-text": _focus_text,
     "focus-text-2": _focus_text,
     "login-user": _login_user,
+    "enter-text-dynamic": _enter_text(lambda s: s),
+    "read-table": _read_table,
+    "simple-algebra": _algebra,
+    "simple-arithmetic": _arithmetic,
+    "text-transform": _text_transform,
+    "unicode-test": _click_named("button"),
 }
 
 
