@@ -12,9 +12,9 @@ What an action cannot do (no such bid, an element that is hidden or not a field)
 error message for the agent, raised here as ``ValueError``, never an exception out of
 the env.
 
-Actions are in three kinds, which the world's snapshots need (:mod:`.world`):
-``IN_PAGE`` act on the page's document (replayed after a restore), ``NAVIGATION`` and
-``TABS`` change what is open (kept as URLs), and ``CHAT`` speak to the user.
+The world's snapshots tell two kinds apart (:mod:`.world`): ``IN_PAGE`` actions act on
+the page's document (replayed after a restore), and ``CHAT`` actions speak to the user;
+the rest change what is open (kept as URLs) or wait.
 """
 
 from __future__ import annotations
@@ -125,7 +125,6 @@ TOOLS: list[dict[str, Any]] = [
         ["reason"],
     ),
 ]
-NAMES = frozenset(t["function"]["name"] for t in TOOLS)
 IN_PAGE = frozenset(
     {
         "click",
@@ -143,10 +142,7 @@ IN_PAGE = frozenset(
         "keyboard_press",
     }
 )
-NAVIGATION = frozenset({"goto", "go_back", "go_forward"})
-TABS = frozenset({"new_tab", "tab_close", "tab_focus"})
 CHAT = frozenset({"send_msg_to_user", "report_infeasible"})
-READ_ONLY = frozenset({"noop"})
 
 
 def check_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,6 @@ class Expert(abc.ABC):
 class Family(abc.ABC):
     name: str = ""
     held_out: bool = False
-    max_turns: int = 20
 
     @abc.abstractmethod
     def generate(self, seed: int, task_id: str) -> BrowserTask:

@@ -250,8 +250,6 @@ class MiniWobExpert(Expert):
 
 
 class MiniWobFamily(Family):
-    max_turns = MAX_TURNS
-
     def __init__(self, page: str) -> None:
         self.page = page
         self.name = f"miniwob.{page}"

@@ -19,8 +19,6 @@ class Element:
     role: str
     name: str
     props: str
-    depth: int
-    text: str = ""  # the static text right under it, joined
 
     @property
     def checked(self) -> bool:
@@ -37,33 +35,11 @@ def _unquote(text: str) -> str:
 
 
 def parse(page: str) -> list[Element]:
-    """The page's elements, each with the static text directly below it."""
-    out: list[Element] = []
-    texts: list[list[str]] = []
-    for line in page.splitlines():
-        found = _LINE.match(line)
-        if found:
-            out.append(
-                Element(
-                    found["bid"],
-                    found["role"],
-                    _unquote(found["name"]),
-                    found["props"].strip(),
-                    len(found["indent"]) // 2,
-                )
-            )
-            texts.append([])
-            continue
-        text = _TEXT.match(line)
-        if text and out:
-            depth = len(text["indent"]) // 2
-            for i in range(len(out) - 1, -1, -1):  # the nearest element above it
-                if out[i].depth < depth:
-                    texts[i].append(_unquote(text["text"]))
-                    break
+    """The page's elements, in page order."""
     return [
-        Element(e.bid, e.role, e.name, e.props, e.depth, " ".join(t))
-        for e, t in zip(out, texts, strict=True)
+        Element(m["bid"], m["role"], _unquote(m["name"]), m["props"].strip())
+        for m in map(_LINE.match, page.splitlines())
+        if m
     ]
 
 
