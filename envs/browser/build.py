@@ -75,6 +75,7 @@ async def _record(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each task's expert trajectory (or why there is none), as JSON."""
     import pivotgym
     from pivotgym.envs.browser.expert import ExpertError, demonstrate
+    from pivotgym.envs.browser.runtime import runtime
     from pivotgym.envs.browser.tasks import task_from_json
 
     out: list[dict[str, Any]] = []
@@ -91,8 +92,20 @@ async def _record(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out.append({"task": data, "failed": str(exc)})
             finally:
                 await env.aclose()
+            if len(out) % 50 == 0:
+                print(
+                    f"worker {os.getpid()}: {len(out)}/{len(tasks)} tasks",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
-    await asyncio.gather(*(one(t) for t in tasks))
+    # The worker's browser stays up between its episodes.
+    held = runtime()
+    await held.acquire()
+    try:
+        await asyncio.gather(*(one(t) for t in tasks))
+    finally:
+        await held.release()
     return out
 
 
