@@ -39,6 +39,19 @@ from pivotgym.envs.browser.verifier import BrowserVerifier
 from pivotgym.verifiers.base import restore
 
 
+# Families whose check reads the answer sent to the user.
+ANSWERED = frozenset(
+    {
+        "shop.order-total",
+        "shop.cheapest",
+        "tracker.count-open",
+        "wiki.fact",
+        "wiki.two-hop",
+        "wiki.three-hop",
+    }
+)
+
+
 def _url(text: str) -> str:
     found = re.search(r"^URL: (\S+)$", text, re.M)
     return found[1] if found else ""
@@ -63,7 +76,9 @@ def variants(c: Candidate, rng: random.Random) -> tuple[str, list[tuple[str, boo
     if name in ("send_msg_to_user", "report_infeasible"):
         text = arguments.get("text", "")
         value = re.search(r"(\$?[\d,.]+\d|#\d+)", text)
-        if value:
+        # Only where the task is checked on the answer: an order placed or an issue filed
+        # is checked on the database, whatever the message says.
+        if value and c.trajectory.task["family"] in ANSWERED:
             out.append(
                 (
                     "the same value, reworded",
@@ -135,11 +150,14 @@ async def measure(n: int, seed: int) -> dict[str, dict[str, int]]:
 
 
 def _same_page_by_get(c: Candidate) -> bool:
-    """Whether the expert's click followed a link (a ``GET``) rather than posting a form:
-    the clicked element is a link in the page text."""
+    """Whether the expert's click loaded its page with a ``GET`` (a link, or the apps'
+    search forms, which are the only forms they send by ``GET``) rather than posting."""
     arguments = json.loads(c.reference["tool_calls"][0]["function"]["arguments"])
     before = c.trajectory.prefix(c.turn)[-1]["content"] or ""
-    return any(e.bid == arguments["bid"] and e.role == "link" for e in parse(before))
+    return any(
+        e.bid == arguments["bid"] and (e.role == "link" or e.name == "Search")
+        for e in parse(before)
+    )
 
 
 def main() -> None:
