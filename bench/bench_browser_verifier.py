@@ -38,7 +38,6 @@ from pivotgym.envs.browser.families.page_text import parse
 from pivotgym.envs.browser.verifier import BrowserVerifier
 from pivotgym.verifiers.base import restore
 
-
 # Families whose check reads the answer sent to the user.
 ANSWERED = frozenset(
     {
