@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import random
 import re
-import sqlite3
 from typing import Any
 from urllib.parse import quote
 
 from pivotgym.envs.browser.apps.shop import CATEGORIES, HOST, SHIPPING, STREETS, Shop, populate
 from pivotgym.envs.browser.apps.web import money
 from pivotgym.envs.browser.families import Action, Expert, Family
+from pivotgym.envs.browser.families.app import AppFamily
 from pivotgym.envs.browser.families.page_text import find
-from pivotgym.envs.browser.sites import Site
 from pivotgym.envs.browser.tasks import BrowserTask
-from pivotgym.envs.browser.world import databases_of
 from pivotgym.envs.tools.words import pick
-from pivotgym.errors import DataError
 
 START = f"http://{HOST}/"
-
-
-def _database(seed: int) -> sqlite3.Connection:
-    db = sqlite3.connect(":memory:")
-    db.executescript(Shop.schema)
-    populate(db, seed)
-    return db
 
 
 def answer_matches(answer: str, expected: str) -> bool:
@@ -46,28 +36,9 @@ def answer_matches(answer: str, expected: str) -> bool:
     return norm(expected) in norm(answer)
 
 
-class ShopFamily(Family):
-    app = Shop()
-
-    def sites(self, task: BrowserTask) -> dict[str, Site]:
-        return {HOST: self.app}
-
-    def databases(self, task: BrowserTask) -> dict[str, bytes]:
-        return databases_of(self.sites(task), {HOST: lambda db: populate(db, task.seed)})
-
-    def start_url(self, task: BrowserTask) -> str:
-        return START
-
-    def validate(self, task: BrowserTask) -> None:
-        for name in self.params:
-            if name not in task.params:
-                raise DataError("missing", field=f"params.{name}")
-
-    params: tuple[str, ...] = ()
-
-    @staticmethod
-    def _answer(world: Any) -> str:
-        return world.messages[-1] if world.messages else ""
+class ShopFamily(AppFamily):
+    site = Shop()
+    populate = staticmethod(populate)
 
 
 class Buy(ShopFamily):
@@ -76,7 +47,7 @@ class Buy(ShopFamily):
 
     def generate(self, seed: int, task_id: str) -> BrowserTask:
         rng = random.Random(f"{self.name}:{seed}")
-        db = _database(seed)
+        db = self.database(seed)
         user, password, home = pick(
             rng, db.execute("SELECT username, password, address FROM users ORDER BY id").fetchall()
         )
@@ -248,7 +219,7 @@ class OrderTotal(ShopFamily):
 
     def generate(self, seed: int, task_id: str) -> BrowserTask:
         rng = random.Random(f"{self.name}:{seed}")
-        db = _database(seed)
+        db = self.database(seed)
         user_id, user, password = pick(
             rng, db.execute("SELECT id, username, password FROM users ORDER BY id").fetchall()
         )
@@ -264,7 +235,7 @@ class OrderTotal(ShopFamily):
         return BrowserTask(task_id, self.name, seed, goal, params, 12)
 
     async def check(self, task: BrowserTask, world: Any) -> tuple[float, dict[str, Any]]:
-        answer = self._answer(world)
+        answer = self.answer(world)
         total = task.params["total"]
         ok = answer_matches(answer, total) or answer_matches(answer, total.lstrip("$"))
         return float(ok), {"reason": f"answered {answer[:80]!r}, the total is {total}"}
@@ -315,7 +286,7 @@ class Cheapest(ShopFamily):
 
     def generate(self, seed: int, task_id: str) -> BrowserTask:
         rng = random.Random(f"{self.name}:{seed}")
-        db = _database(seed)
+        db = self.database(seed)
         category = pick(rng, tuple(CATEGORIES))
         product = db.execute(
             "SELECT name FROM products WHERE category = ? ORDER BY price_cents, name LIMIT 1",
@@ -327,7 +298,7 @@ class Cheapest(ShopFamily):
         )
 
     async def check(self, task: BrowserTask, world: Any) -> tuple[float, dict[str, Any]]:
-        answer = self._answer(world)
+        answer = self.answer(world)
         ok = answer_matches(answer, task.params["product"])
         return float(ok), {"reason": f"answered {answer[:80]!r}, it is {task.params['product']}"}
 

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import random
 import re
-import sqlite3
 from typing import Any
 
 from pivotgym.envs.browser.apps.tracker import HOST, LABELS, PRIORITIES, PROJECTS, Tracker, populate
 from pivotgym.envs.browser.families import Action, Expert, Family
+from pivotgym.envs.browser.families.app import AppFamily
 from pivotgym.envs.browser.families.page_text import find
 from pivotgym.envs.browser.families.shop import answer_matches
-from pivotgym.envs.browser.sites import Site
 from pivotgym.envs.browser.tasks import BrowserTask
-from pivotgym.envs.browser.world import databases_of
 from pivotgym.envs.tools.words import pick
-from pivotgym.errors import DataError
 
 START = f"http://{HOST}/"
 _TITLES = (
@@ -43,30 +40,9 @@ _COMMENTS = (
 )
 
 
-def _database(seed: int) -> sqlite3.Connection:
-    db = sqlite3.connect(":memory:")
-    db.executescript(Tracker.schema)
-    populate(db, seed)
-    return db
-
-
-class TrackerFamily(Family):
-    app = Tracker()
-    params: tuple[str, ...] = ()
-
-    def sites(self, task: BrowserTask) -> dict[str, Site]:
-        return {HOST: self.app}
-
-    def databases(self, task: BrowserTask) -> dict[str, bytes]:
-        return databases_of(self.sites(task), {HOST: lambda db: populate(db, task.seed)})
-
-    def start_url(self, task: BrowserTask) -> str:
-        return START
-
-    def validate(self, task: BrowserTask) -> None:
-        for name in self.params:
-            if name not in task.params:
-                raise DataError("missing", field=f"params.{name}")
+class TrackerFamily(AppFamily):
+    site = Tracker()
+    populate = staticmethod(populate)
 
 
 class _LogsIn(Expert):
@@ -92,7 +68,7 @@ class FileIssue(TrackerFamily):
 
     def generate(self, seed: int, task_id: str) -> BrowserTask:
         rng = random.Random(f"{self.name}:{seed}")
-        db = _database(seed)
+        db = self.database(seed)
         user, password = pick(
             rng, db.execute("SELECT username, password FROM users ORDER BY id").fetchall()
         )
@@ -190,7 +166,7 @@ class CloseIssue(TrackerFamily):
 
     def generate(self, seed: int, task_id: str) -> BrowserTask:
         rng = random.Random(f"{self.name}:{seed}")
-        db = _database(seed)
+        db = self.database(seed)
         user, password = pick(
             rng, db.execute("SELECT username, password FROM users ORDER BY id").fetchall()
         )
@@ -293,7 +269,7 @@ class CountOpen(TrackerFamily):
 
     def generate(self, seed: int, task_id: str) -> BrowserTask:
         rng = random.Random(f"{self.name}:{seed}")
-        db = _database(seed)
+        db = self.database(seed)
         project, label = pick(rng, tuple(PROJECTS)), pick(rng, LABELS)
         count = db.execute(
             "SELECT COUNT(*) FROM issues WHERE project = ? AND label = ? AND status = 'open'",
@@ -305,7 +281,7 @@ class CountOpen(TrackerFamily):
         )
 
     async def check(self, task: BrowserTask, world: Any) -> tuple[float, dict[str, Any]]:
-        answer = world.messages[-1] if world.messages else ""
+        answer = self.answer(world)
         numbers = re.findall(r"\d+", answer)
         ok = numbers[:1] == [str(task.params["count"])]
         return float(ok), {"reason": f"answered {answer[:80]!r}, it is {task.params['count']}"}

@@ -22,48 +22,26 @@ from urllib.parse import quote
 
 from pivotgym.envs.browser.apps.wiki import HOST, OCCUPATIONS, Wiki, populate
 from pivotgym.envs.browser.families import Action, Expert, Family
+from pivotgym.envs.browser.families.app import AppFamily
 from pivotgym.envs.browser.families.page_text import find
 from pivotgym.envs.browser.families.shop import answer_matches
-from pivotgym.envs.browser.sites import Site
 from pivotgym.envs.browser.tasks import BrowserTask
-from pivotgym.envs.browser.world import databases_of
 from pivotgym.envs.tools.words import pick
-from pivotgym.errors import DataError
 
 START = f"http://{HOST}/"
-
-
-def _database(seed: int) -> sqlite3.Connection:
-    db = sqlite3.connect(":memory:")
-    db.executescript(Wiki.schema)
-    populate(db, seed)
-    return db
 
 
 def _one(db: sqlite3.Connection, sql: str, *args: Any) -> Any:
     return db.execute(sql, args).fetchone()[0]
 
 
-class WikiFamily(Family):
-    app = Wiki()
+class WikiFamily(AppFamily):
+    site = Wiki()
+    populate = staticmethod(populate)
     params: tuple[str, ...] = ("path", "answer")
 
-    def sites(self, task: BrowserTask) -> dict[str, Site]:
-        return {HOST: self.app}
-
-    def databases(self, task: BrowserTask) -> dict[str, bytes]:
-        return databases_of(self.sites(task), {HOST: lambda db: populate(db, task.seed)})
-
-    def start_url(self, task: BrowserTask) -> str:
-        return START
-
-    def validate(self, task: BrowserTask) -> None:
-        for name in self.params:
-            if name not in task.params:
-                raise DataError("missing", field=f"params.{name}")
-
     async def check(self, task: BrowserTask, world: Any) -> tuple[float, dict[str, Any]]:
-        answer = world.messages[-1] if world.messages else ""
+        answer = self.answer(world)
         expected = str(task.params["answer"])
         ok = answer_matches(answer, expected) or answer_matches(answer, expected.replace(",", ""))
         return float(ok), {"reason": f"answered {answer[:80]!r}, it is {expected}"}
@@ -122,7 +100,7 @@ class Question(WikiFamily):
 
     def generate(self, seed: int, task_id: str) -> BrowserTask:
         rng = random.Random(f"{self.name}:{seed}")
-        question, path, answer = _question(rng, _database(seed), self.hops)
+        question, path, answer = _question(rng, self.database(seed), self.hops)
         goal = f"Use the wiki to answer: {question}"
         return BrowserTask(
             task_id, self.name, seed, goal, {"path": path, "answer": answer}, 6 + 3 * self.hops
@@ -171,7 +149,7 @@ class Edit(WikiFamily):
 
     def generate(self, seed: int, task_id: str) -> BrowserTask:
         rng = random.Random(f"{self.name}:{seed}")
-        db = _database(seed)
+        db = self.database(seed)
         user, password = pick(
             rng, db.execute("SELECT username, password FROM users ORDER BY id").fetchall()
         )
