@@ -13,6 +13,7 @@ from terminal_tasks import BACKENDS
 
 import pivotgym
 from pivotgym.core.trajectory import Trajectory
+from pivotgym.envs.swe.bugs import run_tests
 from pivotgym.envs.swe.env import SWEEnv
 from pivotgym.envs.swe.grader import statuses
 from pivotgym.envs.swe.repos import BUNDLES, REPOS, clone, git
@@ -80,6 +81,30 @@ def test_every_bundled_repository_clones_with_its_licence_beside_it(tmp_path: Pa
         clone(repo, tmp_path / repo.name)
         assert (tmp_path / repo.name / repo.licence_file).read_text() == licence.read_text()
         assert (tmp_path / repo.name / repo.package.removesuffix(".py")).exists()
+
+
+def test_tests_timed_by_the_clock_are_deselected_from_every_run(tmp_path: Path) -> None:
+    timed = [repo for repo in REPOS.values() if repo.timed]
+    assert {repo.name for repo in timed} >= {"mistune", "sqlparse"}
+    for repo in timed:
+        tree = tmp_path / repo.name
+        clone(repo, tree)
+        files = sorted({test.split("::")[0] for test in repo.timed})
+        listed = subprocess.run(
+            ["python3", "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", *files],
+            cwd=tree, capture_output=True, text=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree / repo.python_path)},
+        ).stdout.split()  # fmt: skip
+        # Each entry names tests that exist (pytest ignores a --deselect that matches none).
+        hits = {t: [n for n in listed if n == t or n.startswith(f"{t}[")] for t in repo.timed}
+        assert all(hits.values()), [t for t, found in hits.items() if not found]
+        outcomes = run_tests(tree, repo, files)
+        assert outcomes and not set(outcomes) & {n for found in hits.values() for n in found}
+        # The sandboxes' runs deselect the same tests: the agent's, the expert's, the grader's.
+        task = SWETask(f"{repo.name}-timed", repo.name, "issue", ("t",), ())
+        env = SWEEnv(tasks=[task])
+        assert env.spec_for(task).env["PYTEST_ADDOPTS"] == repo.pytest_addopts
+        env.close()
 
 
 def test_the_task_tree_is_the_release_with_the_bug_committed(task: SWETask) -> None:

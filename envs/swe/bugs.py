@@ -48,10 +48,12 @@ class Candidate:
 
 def _test_env(tree: Path, repo: Repo) -> dict[str, str]:
     """The environment of a test run on the host: the seeds the SWE sandboxes set, and
-    their start-up hook, so that outcomes and reports agree with theirs."""
+    their start-up hook, and the tests they deselect, so that outcomes and reports agree
+    with theirs."""
     path = f"{PYTHON_STARTUP}:{tree / repo.python_path}"
     return {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONHASHSEED": "0", RANDOM_SEED_VAR: "0"}  # fmt: skip
+            "PYTHONHASHSEED": "0", RANDOM_SEED_VAR: "0",
+            "PYTEST_ADDOPTS": repo.pytest_addopts}  # fmt: skip
 
 
 def run_tests(tree: Path, repo: Repo, targets: list[str], tb: str = "no") -> dict[str, str]:

@@ -85,11 +85,14 @@ class SWEEnv(ToolEnv):
             limits=Limits(**{**LIMITS.__dict__, **overrides}),
             # Fixed hash and random seeds: test ids made from sets, outputs that show random
             # draws (a cache evicting at random), and so verdicts, are the same each run.
+            # Tests timed by the clock are deselected from every pytest run, the agent's
+            # and the grader's alike (:attr:`Repo.timed`).
             env={
                 "PYTHONPATH": task.python_path,
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONHASHSEED": "0",
                 RANDOM_SEED_VAR: "0",
+                **({"PYTEST_ADDOPTS": task.pytest_addopts} if task.pytest_addopts else {}),
             },
             labels={"task": task.instance_id, "env": self.name},
         )

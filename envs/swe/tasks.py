@@ -88,6 +88,12 @@ class SWETask:
         repo = self.bundled
         return f"{WORKDIR}/src" if repo is not None and repo.python_path == "src" else WORKDIR
 
+    @property
+    def pytest_addopts(self) -> str:
+        """What every pytest run of the task's repository adds (:attr:`Repo.timed`)."""
+        repo = self.bundled
+        return repo.pytest_addopts if repo is not None else ""
+
     def to_json(self) -> dict[str, Any]:
         """The task as a SWE-bench instance, with pivotgym's fields beside."""
         out = {
