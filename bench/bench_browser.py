@@ -9,20 +9,25 @@
    steps any turn replayed (target: at most one);
 3. the ``browser`` verifier's cost per sample (an equivalent action: the URL typed where
    the expert clicks its link) against one step of the env;
-4. 16 episodes at once, each replaying a bundled trajectory as its policy: failures
-   (target: none), rewards and wall-clock.
+4. the memory a context with a loaded app page adds to the browser's processes (their
+   PSS, read from ``/proc``, with ``--contexts`` such contexts open beside the browser
+   alone; target: at most 60 MB a context);
+5. 32 episodes at once, each replaying a bundled trajectory as its policy: failures
+   (target: none), rewards, wall-clock and steps per second.
 
-    python bench/bench_browser.py [--rounds 5] [--trajectories 20]
+    python bench/bench_browser.py [--rounds 5] [--trajectories 20] [--contexts 16]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sqlite3
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from report import print_table, ratio_line, write_json
@@ -30,7 +35,7 @@ from report import print_table, ratio_line, write_json
 import pivotgym
 from pivotgym.core.candidates import candidates
 from pivotgym.envs.browser.expert import call
-from pivotgym.envs.browser.runtime import runtime
+from pivotgym.envs.browser.runtime import LABEL, runtime
 from pivotgym.envs.browser.verifier import BrowserVerifier
 from pivotgym.verifiers.base import restore
 
@@ -158,16 +163,78 @@ async def verifier_cost(rounds: int) -> dict[str, Any]:
     return {"verify_s": timed, "step_s": steps, "ratio": med(timed) / med(steps)}
 
 
-async def concurrent(n: int = 16) -> dict[str, Any]:
-    train = pivotgym.load_trajectories("browser", split="train")[::97][:n]
+def _browser_pss_kb() -> int:
+    """The PSS of the browser's processes: its cage and every process below it."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    cage = set()
+    for pid in parents:
+        try:
+            if LABEL.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                cage.add(pid)
+        except OSError:
+            continue
+    changed = True
+    while changed:
+        below = {pid for pid, parent in parents.items() if parent in cage} - cage
+        changed = bool(below)
+        cage |= below
+    total = 0
+    for pid in cage:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        total += int(re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)[1])
+    return total
+
+
+async def memory_per_context(n: int) -> dict[str, Any]:
+    """PSS the browser's processes gain per context holding a loaded app page."""
+    train = pivotgym.load_trajectories("browser", split="train")
+    trajectory, turn = _at_checkout(train)
+    env = pivotgym.make("browser", tasks=[])
+    await env.areset(options={"trajectory": trajectory, "turn": turn})
+    await runtime().acquire()
+    try:
+        await asyncio.sleep(1)
+        alone = _browser_pss_kb()
+        branches = await env.world.fork(n)
+        await asyncio.sleep(1)
+        with_contexts = _browser_pss_kb()
+        for branch in branches:
+            await branch.close()
+    finally:
+        await runtime().release()
+        await env.aclose()
+    return {
+        "contexts": n,
+        "pss_alone_mb": alone / 1024,
+        "pss_with_contexts_mb": with_contexts / 1024,
+        "pss_per_context_mb": (with_contexts - alone) / 1024 / n,
+    }
+
+
+async def concurrent(n: int = 32) -> dict[str, Any]:
+    train = pivotgym.load_trajectories("browser", split="train")[::47][:n]
+
+    steps = 0
 
     async def play(trajectory: Any) -> tuple[float, str | None]:
+        nonlocal steps
         env = pivotgym.make("browser", tasks=[])
         try:
             await env.areset(options={"trajectory": trajectory, "turn": 0})
             reward, error = 0.0, None
             for turn in range(trajectory.num_turns):
                 _, reward, term, trunc, info = await env.astep(trajectory.action(turn))
+                steps += 1
                 error = error or info.get("infra_error")
                 if term or trunc:
                     break
@@ -185,6 +252,8 @@ async def concurrent(n: int = 16) -> dict[str, Any]:
         "failures": failures,
         "solved": sum(r == 1.0 for r in rewards),
         "wall_s": wall,
+        "steps": steps,
+        "steps_per_s": steps / wall,
     }
 
 
@@ -192,6 +261,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--trajectories", type=int, default=20)
+    parser.add_argument("--contexts", type=int, default=16)
     args = parser.parse_args()
 
     async def everything() -> dict[str, Any]:
@@ -199,11 +269,13 @@ def main() -> None:
             "fork": await fork_vs_floor(args.rounds),
             "restore": await restores(args.trajectories),
             "verifier": await verifier_cost(args.rounds),
+            "memory": await memory_per_context(args.contexts),
             "concurrent": await concurrent(),
         }
 
     report = asyncio.run(everything())
     f, r, v, c = report["fork"], report["restore"], report["verifier"], report["concurrent"]
+    m = report["memory"]
     print_table(
         ["measure", "pivotgym", "floor / other", "ratio"],
         [
@@ -239,8 +311,13 @@ def main() -> None:
         "step(s) replayed for one turn"
     )
     print(
+        f"PSS per context with a loaded page: {m['pss_per_context_mb']:.1f} MB "
+        f"({m['contexts']} contexts: {m['pss_alone_mb']:.0f} MB alone, "
+        f"{m['pss_with_contexts_mb']:.0f} MB with them; target <= 60 MB)"
+    )
+    print(
         f"{c['episodes']} concurrent episodes: {len(c['failures'])} failures, "
-        f"{c['solved']} solved, {c['wall_s']:.1f} s"
+        f"{c['solved']} solved, {c['wall_s']:.1f} s, {c['steps_per_s']:.1f} steps/s"
     )
     write_json("browser", report)
 

@@ -215,6 +215,26 @@ def test_miniwob_pages_score_themselves_and_leaving_the_page_scores_nothing() ->
         get_family("miniwob.click-dialog")
 
 
+@pytest.mark.slow
+def test_every_deterministic_miniwob_page_loads_with_its_goal_and_an_unscored_start() -> None:
+    from pivotgym.envs.browser.miniwob import registered, task_names
+
+    pages = task_names()
+    assert len(pages) + sum(registered().values()) == len(registered()) >= 125
+    env = pivotgym.make("browser", tasks=[])
+    failed = []
+    try:
+        for page in pages:
+            env.reset(options={"task": task_of(f"miniwob.{page}", 11)})
+            reward, info = env.evaluate()
+            # Loaded, seeded, its episode running and unscored, with elements to act on.
+            if env.world.load_errors or not parse(page_of(env)) or reward != 0.0:
+                failed.append((page, env.world.load_errors, reward, info))
+    finally:
+        env.close()
+    assert not failed, failed
+
+
 def test_an_app_task_is_checked_on_the_database_not_on_the_page() -> None:
     env = pivotgym.make("browser", tasks=[])
     try:

@@ -234,7 +234,8 @@ def _miniwob_file(name: str) -> Path:
 # --------------------------------------------------------------------------- report
 
 
-async def _play(page: str, seed: int, agent: str) -> float:
+async def _play(page: str, seed: int, agent: str) -> tuple[float, bool]:
+    """The reward ``agent`` earns on the page at ``seed``, and whether the page loaded."""
     import pivotgym
     from pivotgym.envs.browser.expert import call
     from pivotgym.envs.browser.families.page_text import parse
@@ -243,6 +244,7 @@ async def _play(page: str, seed: int, agent: str) -> float:
     env = pivotgym.make("browser", tasks=[])
     try:
         await env.areset(options={"task": task})
+        loaded = not env.world.load_errors
         family = get_family(task.family)
         goal = await family.goal(task, env.world)
         expert = family.expert(task, seed)
@@ -275,23 +277,28 @@ async def _play(page: str, seed: int, agent: str) -> float:
                 break
         if not done:
             reward, _ = await env.aevaluate(terminated=False)
-        return reward
+        return reward, loaded
     finally:
         await env.aclose()
 
 
-def _report_job(pages: list[str]) -> dict[str, dict[str, float]]:
-    async def run() -> dict[str, dict[str, float]]:
-        out = {}
+def _report_job(pages: list[str]) -> dict[str, dict[str, Any]]:
+    from pivotgym.envs.browser.families.miniwob import SOLVERS
+
+    async def run() -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
         for page in pages:
             seeds = range(800_000, 800_000 + RANDOM_EPISODES)
             rand = [await _play(page, s, "random") for s in seeds]
-            oracle = [await _play(page, s, "expert") for s in seeds]
-            out[page] = {"random": sum(rand) / len(rand), "expert": sum(oracle) / len(oracle)}
-            print(
-                f"{page}: expert {out[page]['expert']:.2f}, random {out[page]['random']:.2f}",
-                flush=True,
-            )
+            # A page with no scripted expert has no oracle rate, not a rate of 0.
+            oracle = [await _play(page, s, "expert") for s in seeds] if page in SOLVERS else []
+            out[page] = {
+                "random": sum(r for r, _ in rand) / len(rand),
+                "expert": sum(r for r, _ in oracle) / len(oracle) if oracle else None,
+                "loaded": all(ok for _, ok in rand + oracle),
+            }
+            expert = "-" if not oracle else f"{out[page]['expert']:.2f}"
+            print(f"{page}: expert {expert}, random {out[page]['random']:.2f}", flush=True)
         return out
 
     return asyncio.run(run())
@@ -301,7 +308,7 @@ def miniwob_report(workers: int = WORKERS) -> dict[str, Any]:
     from pivotgym.envs.browser.miniwob import registered, task_names
 
     pages = task_names()
-    found: dict[str, dict[str, float]] = {}
+    found: dict[str, dict[str, Any]] = {}
     with concurrent.futures.ProcessPoolExecutor(workers) as pool:
         for part in pool.map(_report_job, [pages[i::workers] for i in range(workers)]):
             found.update(part)
