@@ -149,6 +149,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return launch.run_sglang(command, url=url, startup_timeout=args.startup_timeout)
 
 
+def cmd_serve_envs(args: argparse.Namespace) -> int:
+    from pivotgym.server import launch
+    from pivotgym.server.env_sessions import ServiceLimits
+
+    limits = ServiceLimits(
+        max_sessions=args.max_sessions,
+        max_sessions_per_token=args.max_sessions_per_token or args.max_sessions,
+        lease_s=args.lease,
+    )
+    launch.serve_envs(host=args.host, port=args.port, tokens=launch.read_tokens(args.tokens),
+                      limits=limits, sandbox=args.sandbox, log_level=args.log_level)  # fmt: skip
+    return 0
+
+
 def _config(args: argparse.Namespace):
     from pivotgym.runs.config import load_config
 
@@ -306,6 +320,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--startup-timeout", type=float, default=1800.0, help="sglang: seconds")
     serve.set_defaults(func=cmd_serve)
+    envs = sub.add_parser("serve-envs", help="serve pivotgym's environments over HTTP")
+    envs.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    envs.add_argument("--port", type=int, default=30100)
+    envs.add_argument(
+        "--tokens",
+        default=None,
+        help="file of bearer tokens, one a line (also $PIVOTGYM_ENV_TOKENS)",
+    )
+    envs.add_argument(
+        "--sandbox",
+        choices=BACKENDS,
+        default=None,
+        help="backend of the sessions' sandboxes (default: the first available)",
+    )
+    envs.add_argument("--max-sessions", type=int, default=64, help="sandbox slots")
+    envs.add_argument(
+        "--max-sessions-per-token",
+        type=int,
+        default=None,
+        help="live sessions a token may hold (default: --max-sessions)",
+    )
+    envs.add_argument(
+        "--lease", type=float, default=300.0, help="seconds a session lives without a call"
+    )
+    envs.add_argument("--log-level", default="warning", help="uvicorn log level")
+    envs.set_defaults(func=cmd_serve_envs)
     for name, func, text in (
         ("run", cmd_run, "PivotRL: profile, filter, train and evaluate"),
         ("profile", cmd_profile, "profile candidates with the frozen policy and keep pivots"),

@@ -1,9 +1,11 @@
-"""Start a sampling server: the torch engine behind the SGLang-compatible app, or real SGLang.
+"""Start a server: a sampling server (the torch engine behind the SGLang-compatible app,
+or real SGLang), or the environment server.
 
-``serve_torch`` runs in the foreground under uvicorn, which stops cleanly on SIGINT and
-SIGTERM (the engine is closed on the way out). ``run_sglang`` starts
-``python -m sglang.launch_server`` in its own process group, waits until ``/health``
-answers, then waits on it; SIGINT or SIGTERM stop the whole group and reap it.
+``serve_torch`` and ``serve_envs`` run in the foreground under uvicorn, which stops
+cleanly on SIGINT and SIGTERM (the engine, or every session, is closed on the way out).
+``run_sglang`` starts ``python -m sglang.launch_server`` in its own process group, waits
+until ``/health`` answers, then waits on it; SIGINT or SIGTERM stop the whole group and
+reap it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import httpx
 from pivotgym.errors import DataError, InfraError
 
 DEFAULT_PORT = 30000  # SGLang's default port
+DEFAULT_ENV_PORT = 30100
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+TOKENS_VAR = "PIVOTGYM_ENV_TOKENS"
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
@@ -86,6 +91,61 @@ def serve_torch(
     log_level: str = "warning",
 ) -> None:
     """Serve the model on ``host:port`` until SIGINT or SIGTERM."""
+    app = torch_app(name_or_path, dtype=dtype)
+    print(f"pivotgym: serving {name_or_path} (torch engine) on http://{host}:{port}", flush=True)
+    _run_uvicorn(app, host=host, port=port, log_level=log_level)
+    print("pivotgym: server stopped", flush=True)
+
+
+def serve_envs(
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_ENV_PORT,
+    tokens: Sequence[str] = (),
+    limits: Any = None,
+    sandbox: str | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve pivotgym's environments on ``host:port`` until SIGINT or SIGTERM, after
+    reaping what a server killed before it left behind."""
+    from pivotgym.sandbox import BACKENDS, backend_class
+    from pivotgym.server.env_app import build_env_app
+    from pivotgym.server.env_sessions import EnvService, ServiceLimits
+
+    if host not in LOOPBACK and not tokens:
+        raise DataError(f"serving on {host} needs tokens (--tokens FILE or "
+                        f"{TOKENS_VAR}): anyone who reaches it runs code in its sandboxes",
+                        field="host")  # fmt: skip
+    for name in BACKENDS:
+        cls = backend_class(name)
+        if cls.available() is None:
+            cls().reap()
+    service = EnvService(limits or ServiceLimits(), sandbox=sandbox)
+    app = build_env_app(service, tokens=tokens)
+    auth = f"{len(tokens)} token(s)" if tokens else "no token"
+    print(f"pivotgym: serving environments on http://{host}:{port} ({auth})", flush=True)
+    _run_uvicorn(app, host=host, port=port, log_level=log_level)
+    print("pivotgym: environment server stopped", flush=True)
+
+
+def read_tokens(path: str | Path | None) -> list[str]:
+    """Tokens from a file (one a line; blank lines and ``#`` comments skipped) and from
+    ``$PIVOTGYM_ENV_TOKENS`` (comma-separated)."""
+    tokens = [t for t in os.environ.get(TOKENS_VAR, "").split(",") if t.strip()]
+    if path is not None:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as exc:
+            raise DataError(f"cannot read the tokens: {exc.strerror}", file=path) from None
+        tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    for token in tokens:
+        if len(token.strip()) < 16:
+            raise DataError("a token must have at least 16 characters", file=path,
+                            field="tokens")  # fmt: skip
+    return [t.strip() for t in tokens]
+
+
+def _run_uvicorn(app: Any, *, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -102,11 +162,8 @@ def serve_torch(
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
 
-    app = torch_app(name_or_path, dtype=dtype)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
-    print(f"pivotgym: serving {name_or_path} (torch engine) on http://{host}:{port}", flush=True)
     Server(config).run()
-    print("pivotgym: server stopped", flush=True)
 
 
 def sglang_command(

@@ -26,8 +26,19 @@ BELOW = {
     "verifiers": {"errors", "core", "policy"},
     "rl": {"errors", "core", "policy"},
     "pivotrl": {"errors", "core", "policy", "verifiers", "rl"},
-    "runs": {"errors", "core", "sandbox", "harbor", "policy", "verifiers", "rl", "pivotrl"},
-    "server": {"errors", "core", "policy"},
+    "remote": {"errors", "core", "policy", "verifiers"},
+    "runs": {
+        "errors",
+        "core",
+        "sandbox",
+        "harbor",
+        "policy",
+        "verifiers",
+        "rl",
+        "pivotrl",
+        "remote",
+    },
+    "server": {"errors", "core", "sandbox", "policy", "verifiers", "remote"},
     "envs": {"errors", "core", "sandbox", "harbor", "policy", "verifiers"},
 }
 # The script that pretrains the bundled model reads the terminal env's corpus: the model
