@@ -356,7 +356,10 @@ class EnvService:
         if isinstance(ref, dict) and set(ref) == {"name"} and isinstance(ref["name"], str):
             return ref["name"]
         if isinstance(ref, dict) and set(ref) == {"json"} and isinstance(ref["json"], dict):
-            return session.env.task_from_json(ref["json"])  # type: ignore[attr-defined]
+            # A task travels as a trajectory's ``task`` field does (its ``to_json``), and
+            # is read back by the env's own reader of that field.
+            carrier = Trajectory(id="task", env=session.env_name, task=ref["json"], messages=[])
+            return session.env.resolve_task(carrier)  # type: ignore[attr-defined]
         raise DataError('must be {"name": ...} or {"json": ...}', field="task")
 
 

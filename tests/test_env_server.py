@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sandbox_checks import leftovers
 from server_fixture import free_port
+from taskdirs import make_task
 
 import pivotgym
 from pivotgym.errors import DataError, DivergenceError, InfraError
@@ -106,6 +107,21 @@ def test_a_remote_env_resets_steps_forks_and_grades_as_a_local_one(server, traje
         local.close()
         remote.close()
     assert server.service.sessions == {}
+
+
+def test_a_fresh_task_travels_to_the_server_and_plays_as_here(server, tmp_path: Path) -> None:
+    task = pivotgym.load_task(make_task(tmp_path))
+    local = pivotgym.make("terminal", tasks=[task])
+    remote = RemoteEnv(server.url, "terminal", tasks=[task])
+    try:
+        for env in (local, remote):
+            env.reset(seed=3)
+            env.step(bash("wc -l < data.txt > count.txt"))
+        assert remote.messages == local.messages
+        assert remote.evaluate()[0] == local.evaluate()[0] == 1.0
+    finally:
+        local.close()
+        remote.close()
 
 
 def test_errors_come_back_as_the_local_api_raises_them(server, trajectory) -> None:

@@ -190,6 +190,24 @@ class HarborTask:
         path = self.root / "solution" / "solve.sh"
         return path if path.is_file() else None
 
+    def to_json(self) -> dict[str, Any]:
+        """The task as an inline spec (what :func:`materialize_inline` takes): how it
+        travels in a trajectory or to an env server."""
+        table: dict[str, Any] = {}
+        if (self.root / "task.toml").is_file():
+            table, _ = toml_lines.read(self.root / "task.toml")
+        for section, values in table.items():
+            if isinstance(values, dict) and any(isinstance(v, dict) for v in values.values()):
+                raise DataError("a table nested below a section cannot travel inline",
+                                file=self.root / "task.toml", field=section)  # fmt: skip
+        spec: dict[str, Any] = {"name": self.name, "instruction": self.instruction,
+                                "config": table}  # fmt: skip
+        for part in ("environment", "tests", "solution"):
+            folder = self.root / part
+            files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+            spec[part] = {str(p.relative_to(folder)): encode_file(p.read_bytes()) for p in files}
+        return spec
+
     @functools.cached_property
     def key(self) -> str:
         """Content hash of the task folder: equal tasks share snapshots and images."""
