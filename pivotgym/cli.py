@@ -167,7 +167,8 @@ def _config(args: argparse.Namespace):
     from pivotgym.runs.config import load_config
 
     overrides = list(args.set or [])
-    for key in ("env", "model", "engine", "engine_url", "sandbox", "out", "seed", "device"):
+    keys = ("env", "model", "engine", "engine_url", "env_url", "sandbox", "out", "seed", "device")
+    for key in keys:
         value = getattr(args, key, None)
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
@@ -281,6 +282,12 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="bundled model name or local checkpoint path")
     parser.add_argument("--engine", choices=("torch", "sglang"))
     parser.add_argument("--engine-url", dest="engine_url")
+    parser.add_argument(
+        "--env-url",
+        dest="env_url",
+        metavar="URL[,URL...]",
+        help="run the environments on env servers (pivotgym serve-envs)",
+    )
     parser.add_argument("--sandbox", choices=BACKENDS)
     parser.add_argument("--out")
     parser.add_argument("--seed", type=int)

@@ -18,6 +18,7 @@ a cap on bodies, and every error as the protocol's JSON (``docs/env-server.md``)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -100,8 +101,10 @@ def build_env_app(
 
     async def make(request: Request, owner: str, body: dict[str, Any]) -> Any:
         session = await service.make(owner, body)
+        options = getattr(session.env, "options", None)
+        names = [f.name for f in dataclasses.fields(options)] if options is not None else []
         return {"session": session.id, "lease_s": service.limits.lease_s,
-                "tools": session.env.tools}  # fmt: skip
+                "tools": session.env.tools, "options": names}  # fmt: skip
 
     def on_session(
         name: str, run: Callable[[Any, dict[str, Any]], Awaitable[Any]]

@@ -3,6 +3,7 @@ server's operations (tokens, quotas, slots, leases, bodies, step ids, a kill) ho
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ import pivotgym
 from pivotgym.errors import DataError, DivergenceError, InfraError
 from pivotgym.remote import RemoteEnv
 from pivotgym.remote.wire import RemoteError
+from pivotgym.runs.config import load_config
+from pivotgym.runs.pivotrl import PivotRL
 from pivotgym.server.env_app import build_env_app
 from pivotgym.server.env_sessions import EnvService, ServiceLimits
 
@@ -275,3 +278,22 @@ def test_a_killed_server_fails_its_episodes_as_infrastructure_and_leaves_nothing
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_profiling_behind_the_server_finds_the_same_pivots_as_in_process(
+    server, tmp_path: Path
+) -> None:
+    found = []
+    for where, url in (("local", ""), ("served", server.url)):
+        config = load_config(overrides=[
+            f"out='{tmp_path / where}'", f"env_url='{url}'", "data.max_candidates=6",
+            "profile.k=4", "seed=5",
+        ])  # fmt: skip
+        run = PivotRL(config)
+        pool = run.candidates()
+        rows = asyncio.run(run.profile(pool))
+        pivots = run.select(rows, pool)
+        found.append(([(r["candidate_id"], r["rewards"]) for r in rows], [p.id for p in pivots]))
+        assert not any(any(r["infra"]) for r in rows), rows
+    assert found[0] == found[1]
+    assert server.service.sessions == {}

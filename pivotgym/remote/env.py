@@ -160,6 +160,7 @@ class RemoteEnv(AsyncEnv):
         self.url: str | None = None
         self.session: str | None = None
         self.tools: list[dict[str, Any]] = []
+        self.option_names: set[str] = set()  # the served env's options, once connected
         self.messages: Observation = []
         self.task: Any = None
         self.turn = 0
@@ -172,6 +173,11 @@ class RemoteEnv(AsyncEnv):
 
     # ----------------------------------------------------------------- sessions
 
+    async def aconnect(self) -> None:
+        """Open a session before the first reset (to read the env's tools and options)."""
+        if self.session is None:
+            await self._open(self.transport.route(""))
+
     async def _open(self, url: str) -> None:
         await self._drop()
         body = {"env": self.name, "options": self.env_options}
@@ -179,6 +185,7 @@ class RemoteEnv(AsyncEnv):
             body["split"] = self.split
         made = await self.transport.call("POST", url, "/v1/sessions", body)
         self.url, self.session = url, made["session"]
+        self.option_names = set(made["options"])
         self._set_tools(made["tools"])
 
     async def _drop(self) -> None:

@@ -173,6 +173,8 @@ class RunConfig:
     model: str = "pivotgym-tiny"
     engine: str = "torch"
     engine_url: str = "http://127.0.0.1:30000"
+    # Env servers (``pivotgym serve-envs``), comma-separated: empty runs envs in-process.
+    env_url: str = ""
     sandbox: str = ""
     device: str = "cpu"
     seed: int = 0
@@ -259,7 +261,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 # Where a run executes, not what it computes: a run may resume on another device.
-PLACEMENT = frozenset({"device", "engine_url", "out"})
+PLACEMENT = frozenset({"device", "engine_url", "env_url", "out"})
 
 
 def check_resume(folder: str | Path, config: RunConfig) -> None:

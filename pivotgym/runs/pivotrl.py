@@ -27,6 +27,7 @@ from pivotgym.core.seeds import derive_seed
 from pivotgym.errors import DataError
 from pivotgym.pivotrl.pivots import select_pivots, to_nemo_row, write_rows
 from pivotgym.pivotrl.profiling import Profiler, ProfileSettings
+from pivotgym.remote import ServedVerifier
 from pivotgym.rl.batch import TrainSample
 from pivotgym.rl.learner import Learner
 from pivotgym.runs.config import RunConfig
@@ -45,6 +46,10 @@ class PivotRL(GRPORun):
         name = self.config.profile.verifier
         options = self.spec.verifier_options if name == self.spec.verifier else {}
         self.verifier: Verifier = get_verifier(name, **options)
+        if self.config.env_url and name == self.spec.verifier:
+            # The env's own verifier executes actions in forks of the world, which lives
+            # on the server: it runs there.
+            self.verifier = ServedVerifier(name, **options)
 
     async def execute(self) -> dict[str, Any]:
         pool = self.candidates()  # bad data fails here, before the output folder exists

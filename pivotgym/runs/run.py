@@ -39,10 +39,11 @@ from pivotgym.core.env import AsyncEnv, run_sync
 from pivotgym.core.ledger import Ledger, load_ledger
 from pivotgym.core.replay import SnapshotCache
 from pivotgym.core.trajectory import Trajectory, dumps, iter_trajectories
-from pivotgym.errors import DataError
+from pivotgym.errors import DataError, InfraError
 from pivotgym.policy.chat import ChatFormat
 from pivotgym.policy.engines.base import Engine
 from pivotgym.policy.engines.counting import CountingEngine
+from pivotgym.remote import RemoteEnv, Transport
 from pivotgym.runs.config import EnvConfig, RunConfig, check_resume
 from pivotgym.runs.evaluation import episode_sampling, ood_accuracy, run_episodes
 from pivotgym.runs.report import report_markdown, report_table
@@ -94,10 +95,12 @@ class EnvFacts:
     admits: Callable[[Any], bool]
 
 
-def env_facts(env: EnvConfig) -> EnvFacts:
-    """The :class:`EnvFacts` of ``env``; a bad option is a ``DataError`` naming it as
-    ``env.NAME``."""
+def env_facts(env: EnvConfig, env_url: str = "") -> EnvFacts:
+    """The :class:`EnvFacts` of ``env`` (served at ``env_url``, where given); a bad option
+    is a ``DataError`` naming it as ``env.NAME``."""
     try:
+        if env_url:
+            return _served_facts(env, env_url)
         probe = registry.make(env.name, tasks=[], **env.options)
     except DataError as exc:
         field = f"env.{exc.field}" if exc.field and exc.field in env.options else exc.field
@@ -109,14 +112,32 @@ def env_facts(env: EnvConfig) -> EnvFacts:
         probe.close()
 
 
+def _served_facts(env: EnvConfig, env_url: str) -> EnvFacts:
+    """The facts of an env on a server: its tools and options as the server has them;
+    which tasks it runs as a local probe says where one can be made (an env that needs
+    no sandbox), else every task (the served env refuses what it does not run)."""
+    probe = RemoteEnv(env_url, env.name, **env.options)
+    try:
+        run_sync(probe.aconnect())
+        tools, names = list(probe.tools), probe.option_names
+    finally:
+        probe.close()
+    try:
+        local = registry.make(env.name, tasks=[], **env.options)
+    except InfraError:  # no sandbox here: the server's machine runs them
+        return EnvFacts(tools, names, lambda task: True)
+    local.close()
+    return EnvFacts(tools, names, local.admits)
+
+
 def resolve(config: RunConfig, facts: EnvFacts | None = None) -> RunConfig:
     """``config`` with every default the environment decides filled in (the verifier,
     λ_diff, the sandbox backend), as the run's ``config.toml`` records it; ``facts``
     are the env's when the caller has them already."""
     spec = registry.get_spec(config.env.name)
-    env_options = (facts or env_facts(config.env)).option_names
+    env_options = (facts or env_facts(config.env, config.env_url)).option_names
     sandbox = config.sandbox
-    if "sandbox" in env_options:
+    if "sandbox" in env_options and not config.env_url:
         sandbox = sandbox or get_backend(None).name
     elif sandbox:
         raise DataError(f"environment {spec.name!r} runs no sandbox", field="sandbox")
@@ -149,27 +170,35 @@ class Run:
     def __init__(self, config: RunConfig, stack: Stack | None = None) -> None:
         self.spec = registry.get_spec(config.env.name)
         # The env's own tools; a trajectory may record others (see Candidate.tools_or).
-        self.env = env_facts(config.env)
+        self.env = env_facts(config.env, config.env_url)
         self.tools, self.env_options = self.env.tools, self.env.option_names
         self.config = config = resolve(config, self.env)
         self.out = Path(config.out)
         self.cache = SnapshotCache()
+        self._transport: Transport | None = None  # one client of the env servers
         self.stack = stack or build_stack(config)
         self.ledger = load_ledger(self.out / "ledger.json")
         self.engine = CountingEngine(self.stack.engine, self.ledger)
         self.timings: dict[str, float] = {}
 
     def make_env(self, ledger: Ledger | None = None) -> AsyncEnv:
-        """An environment sharing the run's snapshot cache, charging ``ledger`` (default:
-        the run's)."""
+        """An environment sharing the run's snapshot cache (on a server: the server's),
+        charging ``ledger`` (default: the run's)."""
+        ledger = self.ledger if ledger is None else ledger
         sandbox = {"sandbox": self.config.sandbox} if "sandbox" in self.env_options else {}
+        if self.config.env_url:
+            if self._transport is None:
+                self._transport = Transport(self.config.env_url)
+            sandbox = {k: v for k, v in sandbox.items() if v}  # empty: the server's default
+            return RemoteEnv(self._transport, self.config.env.name, ledger=ledger, **sandbox,
+                             **self.config.env.options)  # fmt: skip
         return registry.make(
             self.config.env.name,
             tasks=[],
             **sandbox,
             **self.config.env.options,
             cache=self.cache,
-            ledger=self.ledger if ledger is None else ledger,
+            ledger=ledger,
         )
 
     def trajectories(self) -> list[Trajectory]:
