@@ -297,3 +297,30 @@ def test_profiling_behind_the_server_finds_the_same_pivots_as_in_process(
         assert not any(any(r["infra"]) for r in rows), rows
     assert found[0] == found[1]
     assert server.service.sessions == {}
+
+
+def test_sigterm_lets_the_step_in_flight_finish_then_closes_every_session(trajectory) -> None:
+    runtime = Path(tempfile.mkdtemp(prefix="pivotgym-served-", dir="/tmp"))
+    runtime.chmod(0o711)
+    port = free_port()
+    server = _serve(runtime, port)
+    try:
+        env = RemoteEnv(f"http://127.0.0.1:{port}", "terminal")
+        env.reset(options={"trajectory": trajectory, "turn": 1})
+        idle = RemoteEnv(f"http://127.0.0.1:{port}", "terminal")
+        idle.reset(options={"trajectory": trajectory, "turn": 1})
+        answers: list[Any] = []
+        stepping = threading.Thread(
+            target=lambda: answers.append(env.step(bash("sleep 2; echo slept")))
+        )
+        stepping.start()
+        time.sleep(1)
+        server.send_signal(signal.SIGTERM)
+        stepping.join(timeout=60)
+        assert "slept" in answers[0][0][-1]["content"] and not answers[0][4]["infra_error"]
+        assert server.wait(timeout=60) == 0
+        assert list(runtime.rglob("sandboxes/*")) == []
+    finally:
+        if server.poll() is None:
+            server.kill()
+        shutil.rmtree(runtime, ignore_errors=True)

@@ -38,7 +38,7 @@ from pivotgym.core.env import AsyncEnv, Conversation, Message, Observation, Tool
 from pivotgym.core.ledger import Ledger
 from pivotgym.core.trajectory import Trajectory, parse_trajectory
 from pivotgym.errors import DataError, InfraError
-from pivotgym.remote.wire import ProtocolError, RemoteError, digest, raise_error
+from pivotgym.remote.wire import RemoteError, digest, raise_error
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class RemoteEnv(AsyncEnv):
         url, session, self.session = self.url, self.session, None
         try:
             await self.transport.call("DELETE", url, f"/v1/sessions/{session}")
-        except (InfraError, ProtocolError) as exc:  # gone already: nothing is left to free
+        except InfraError as exc:  # gone already: nothing is left to free
             log.info("closing session %s on %s: %s", session, url, exc)
 
     def _set_tools(self, tools: list[dict[str, Any]]) -> None:

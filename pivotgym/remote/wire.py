@@ -34,7 +34,7 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pivotgym.errors import DataError, DivergenceError, InfraError, PivotgymError
+from pivotgym.errors import DataError, DivergenceError, InfraError
 
 STATUS = {
     "data": 400,
@@ -61,8 +61,9 @@ class RemoteError(InfraError):
         super().__init__(message)
 
 
-class ProtocolError(PivotgymError):
-    """The server's own rules broken by a request (an error of the client, not data)."""
+class ProtocolError(InfraError):
+    """The server's own rules broken by a request: an error of the client, not of the
+    user's data."""
 
     def __init__(self, kind: str, message: str) -> None:
         self.kind = kind
