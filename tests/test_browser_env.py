@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import pivotgym
 from pivotgym.envs.browser.expert import call, demonstrate
 from pivotgym.envs.browser.families import get_family
 from pivotgym.envs.browser.families.page_text import find, parse
-from pivotgym.envs.browser.runtime import LABEL, runtime, unavailable
+from pivotgym.envs.browser.runtime import FOLDER_PREFIX, LABEL, OWNER_FILE, runtime, unavailable
 from pivotgym.envs.browser.tasks import load_task_file
 from pivotgym.errors import DataError
 
@@ -153,6 +154,14 @@ def test_no_browser_process_outlives_a_driver_killed_with_sigkill(tmp_path: Path
         while set(caged()) - before and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not set(caged()) - before
+        # Its launch folder stayed; the next browser to start removes it.
+        owners = Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*/{OWNER_FILE}")
+        owned = [f.parent for f in owners if f.read_text().split(":")[1] == str(driver.pid)]
+        assert owned
+        env = pivotgym.make("browser", tasks=[])
+        env.reset(options={"task": task_of("miniwob.click-button", 1)})
+        env.close()
+        assert not any(folder.exists() for folder in owned)
     finally:
         if driver.poll() is None:
             driver.kill()

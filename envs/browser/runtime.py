@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pivotgym.errors import InfraError
+from pivotgym.sandbox.leases import owner_alive, owner_token
 
 CHROMIUM = Path(os.environ.get("PIVOTGYM_CHROMIUM", "/usr/lib/chromium/chromium"))
 # What fontconfig, the loader and the time zone need from the host's /etc.
@@ -66,6 +67,8 @@ ARGS = [
 # A label on the cage's command line, so that tests (and an operator) can find its
 # processes among the host's.
 LABEL = "--pivotgym-browser"
+# Each browser's launch folder (its launcher script), with the driver that owns it.
+FOLDER_PREFIX, OWNER_FILE = "pivotgym-browser-", "owner"
 # The most a script of the harness may take in a page (reading it, marking it): a page
 # that never yields (a loop in its own script) is the harness's failure to report, not
 # an episode that hangs.
@@ -158,7 +161,7 @@ class BrowserRuntime:
         self.users = 0
         self._playwright: Any = None
         self.browser: Any = None
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._folder: Path | None = None
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> Any:
@@ -186,9 +189,11 @@ class BrowserRuntime:
         from playwright.async_api import Error, async_playwright
 
         await self._stop()
-        self._folder = tempfile.TemporaryDirectory(prefix="pivotgym-browser-")
-        script = launcher(Path(self._folder.name))
-        Path(self._folder.name).chmod(0o755)
+        reap()
+        self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        (self._folder / OWNER_FILE).write_text(owner_token())
+        script = launcher(self._folder)
+        self._folder.chmod(0o755)
         try:
             self._playwright = await async_playwright().start()
             self.browser = await self._playwright.chromium.launch(
@@ -213,7 +218,22 @@ class BrowserRuntime:
         if playwright is not None:
             await playwright.stop()
         if folder is not None:
-            folder.cleanup()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def reap() -> int:
+    """Remove the launch folders of drivers that died without cleaning up (killed with
+    SIGKILL: their browsers died with them, the folder stayed); how many."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        try:
+            owner = (folder / OWNER_FILE).read_text()
+        except OSError:  # being made, or not one of ours
+            continue
+        if not owner_alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 _runtimes: dict[asyncio.AbstractEventLoop, BrowserRuntime] = {}
