@@ -155,7 +155,7 @@ def cmd_serve_envs(args: argparse.Namespace) -> int:
 
     limits = ServiceLimits(
         max_sessions=args.max_sessions,
-        max_sessions_per_token=args.max_sessions_per_token or args.max_sessions,
+        max_sessions_per_token=args.max_sessions_per_token,
         lease_s=args.lease,
     )
     launch.serve_envs(host=args.host, port=args.port, tokens=launch.read_tokens(args.tokens),

@@ -54,7 +54,7 @@ ENDED_KEPT = 100_000
 @dataclass(frozen=True)
 class ServiceLimits:
     max_sessions: int = 64
-    max_sessions_per_token: int = 64
+    max_sessions_per_token: int | None = None  # None: as many as the server has
     lease_s: float = 300.0
     retry_after_s: int = 1
     trajectories_kept: int = 4096
@@ -161,11 +161,11 @@ class EnvService:
         if self.draining:
             raise RemoteError("shutting_down", "the server is shutting down")
         held = sum(s.owner == owner for s in self.sessions.values())
-        if held + n > self.limits.max_sessions_per_token:
+        quota = self.limits.max_sessions_per_token or self.limits.max_sessions
+        if held + n > quota:
             self.metrics.count("rejected_total", reason="quota")
-            raise RemoteError("quota", f"this token holds {held} of its "
-                              f"{self.limits.max_sessions_per_token} sessions; close some "
-                              f"before opening {n} more")  # fmt: skip
+            raise RemoteError("quota", f"this token holds {held} of its {quota} sessions; "
+                              f"close some before opening {n} more")  # fmt: skip
         if len(self.sessions) + n > self.limits.max_sessions:
             self.metrics.count("rejected_total", reason="busy")
             raise RemoteError("busy", f"all {self.limits.max_sessions} sandbox slots are taken")

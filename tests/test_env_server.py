@@ -25,7 +25,7 @@ from taskdirs import make_task
 
 import pivotgym
 from pivotgym.errors import DataError, DivergenceError, InfraError
-from pivotgym.remote import RemoteEnv
+from pivotgym.remote import RemoteEnv, Transport
 from pivotgym.remote.wire import RemoteError
 from pivotgym.runs.config import load_config
 from pivotgym.runs.pivotrl import PivotRL
@@ -324,3 +324,32 @@ def test_sigterm_lets_the_step_in_flight_finish_then_closes_every_session(trajec
         if server.poll() is None:
             server.kill()
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_256_sessions_at_once_step_without_a_failure(trajectory) -> None:
+    with EnvServer(ServiceLimits(max_sessions=256)) as served:
+
+        async def everything() -> list[Any]:
+            transport = Transport(served.url)
+
+            async def one(i: int) -> str:
+                env = RemoteEnv(transport, "terminal")
+                try:
+                    await env.areset(options={"trajectory": trajectory, "turn": 1})
+                    *_, info = await env.astep(bash(f"echo session-{i}"))
+                    assert not info["infra_error"], info
+                    return env.messages[-1]["content"]
+                finally:
+                    await env.aclose()
+
+            try:
+                return await asyncio.gather(*(one(i) for i in range(256)),
+                                            return_exceptions=True)  # fmt: skip
+            finally:
+                await transport.aclose()
+
+        outputs = asyncio.run(everything())
+        failures = [o for o in outputs if isinstance(o, BaseException)]
+        assert not failures, failures[:3]
+        assert all(f"session-{i}" in out for i, out in enumerate(outputs))
+        assert served.service.sessions == {}
