@@ -160,15 +160,17 @@ class EnvService:
     def _admit(self, owner: str, n: int) -> None:
         if self.draining:
             raise RemoteError("shutting_down", "the server is shutting down")
+        # A full server first: the client waits that out (another of its episodes may
+        # end); a quota below the server's slots it does not.
+        if len(self.sessions) + n > self.limits.max_sessions:
+            self.metrics.count("rejected_total", reason="busy")
+            raise RemoteError("busy", f"all {self.limits.max_sessions} sandbox slots are taken")
         held = sum(s.owner == owner for s in self.sessions.values())
         quota = self.limits.max_sessions_per_token or self.limits.max_sessions
         if held + n > quota:
             self.metrics.count("rejected_total", reason="quota")
             raise RemoteError("quota", f"this token holds {held} of its {quota} sessions; "
                               f"close some before opening {n} more")  # fmt: skip
-        if len(self.sessions) + n > self.limits.max_sessions:
-            self.metrics.count("rejected_total", reason="busy")
-            raise RemoteError("busy", f"all {self.limits.max_sessions} sandbox slots are taken")
 
     def _add(self, owner: str, env_name: str, env: AsyncEnv, sent: int = 0) -> Session:
         session = Session(uuid.uuid4().hex, owner, env_name, env,

@@ -353,3 +353,26 @@ def test_256_sessions_at_once_step_without_a_failure(trajectory) -> None:
         assert not failures, failures[:3]
         assert all(f"session-{i}" in out for i, out in enumerate(outputs))
         assert served.service.sessions == {}
+
+
+def test_the_client_waits_out_a_full_server_and_one_not_up_yet(trajectory) -> None:
+    with EnvServer(ServiceLimits(max_sessions=1, retry_after_s=1)) as served:
+        first = RemoteEnv(served.url, "terminal")
+        first.reset(options={"trajectory": trajectory, "turn": 1})
+        second = RemoteEnv(served.url, "terminal")
+        threading.Timer(1.5, first.close).start()
+        start = time.monotonic()
+        second.reset(options={"trajectory": trajectory, "turn": 1})  # 429s, then a slot
+        assert time.monotonic() - start >= 1.0
+        assert served.service.metrics.counters[("rejected_total", 'reason="busy"')] >= 1
+        second.close()
+    # A server that comes up while the client retries.
+    late = EnvServer()
+    env = RemoteEnv(late.url, "terminal")
+    threading.Timer(0.5, late.__enter__).start()
+    try:
+        env.reset(options={"trajectory": trajectory, "turn": 1})
+        assert env.messages == trajectory.prefix(1)
+    finally:
+        env.close()
+        late.__exit__()
