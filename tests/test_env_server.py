@@ -231,6 +231,14 @@ def test_a_session_no_call_touches_expires_and_its_sandbox_is_reaped(trajectory)
         _, reward, terminated, truncated, info = env.step(bash("true"))
         assert truncated and not terminated and reward == 0.0 and "expired" in info["infra_error"]
         env.close()  # closing what expired is no error
+        # An env idle past its lease resets as any env does: on a new session.
+        idle = RemoteEnv(served.url, "terminal")
+        idle.reset(options={"trajectory": trajectory, "turn": 1})
+        first = idle.session
+        time.sleep(2.5)
+        idle.reset(options={"trajectory": trajectory, "turn": 2})
+        assert idle.session != first and idle.messages == trajectory.prefix(2)
+        idle.close()
 
 
 def _serve(runtime: Path, port: int) -> subprocess.Popen:

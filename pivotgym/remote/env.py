@@ -16,6 +16,8 @@ local env drives it.
 - **A server that is gone** fails the episode as infrastructure: the step returns
   ``truncated`` with ``info["infra_error"]``, never a reward of 0 that would count.
 - **Trajectories** are sent inline once per server and by digest after.
+- **Leases.** A reset on a session whose lease ran out (an env that sat idle in a pool)
+  opens a new session; a step, fork or evaluate on one is an error, as its state is gone.
 """
 
 from __future__ import annotations
@@ -243,7 +245,16 @@ class RemoteEnv(AsyncEnv):
         if url != self.url or self.session is None:
             await self._open(url)
         start = time.perf_counter()
-        answer = await self._send_trajectory(body, trajectory, "/reset")
+        try:
+            answer = await self._send_trajectory(body, trajectory, "/reset")
+        except RemoteError as exc:
+            # A reset starts over whatever the session held, so a session whose lease
+            # ran out while the env sat in a pool is simply opened anew.
+            if exc.kind not in ("expired", "not_found"):
+                raise
+            self.session = None
+            await self._open(url)
+            answer = await self._send_trajectory(body, trajectory, "/reset")
         self.messages = answer["observation"]
         self._set_tools(answer["tools"])
         self.task = task if task is not None else None

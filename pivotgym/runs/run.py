@@ -181,12 +181,13 @@ class Run:
         self.engine = CountingEngine(self.stack.engine, self.ledger)
         self.timings: dict[str, float] = {}
 
-    def make_env(self, ledger: Ledger | None = None) -> AsyncEnv:
+    def make_env(self, ledger: Ledger | None = None, *, local: bool = False) -> AsyncEnv:
         """An environment sharing the run's snapshot cache (on a server: the server's),
-        charging ``ledger`` (default: the run's)."""
+        charging ``ledger`` (default: the run's); ``local``: in-process even where the
+        run's envs are served."""
         ledger = self.ledger if ledger is None else ledger
         sandbox = {"sandbox": self.config.sandbox} if "sandbox" in self.env_options else {}
-        if self.config.env_url:
+        if self.config.env_url and not local:
             if self._transport is None:
                 self._transport = Transport(self.config.env_url)
             sandbox = {k: v for k, v in sandbox.items() if v}  # empty: the server's default
@@ -245,7 +246,9 @@ class Run:
         made = list(iter_trajectories(path)) if path.exists() else []
 
         async def make_the_rest() -> None:
-            env = self.make_env()
+            # The expert reads the world (its grader, its pages): it plays in-process,
+            # whatever ``env_url`` says.
+            env = self.make_env(local=True)
             try:
                 for i in range(len(made), len(tasks)):
                     try:
