@@ -166,4 +166,13 @@ def build_env_app(
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+
+    async def no_route(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        what = "no such route" if status == 404 else f"{request.method} is not allowed here"
+        kind = "not_found" if status == 404 else "bad_request"
+        return JSONResponse({"error": {"kind": kind, "message": f"{what}: {request.url.path}"}},
+                            status_code=status)  # fmt: skip
+
+    handlers = {404: no_route, 405: no_route}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

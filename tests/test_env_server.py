@@ -196,6 +196,8 @@ def test_tokens_quotas_slots_bodies_and_unknown_sessions_are_refused_clearly(tra
         assert huge.status_code == 413 and huge.json()["error"]["kind"] == "too_large"
         unknown = post(f"/v1/sessions/{uuid.uuid4().hex}/step", json={})
         assert unknown.status_code == 404 and unknown.json()["error"]["kind"] == "not_found"
+        nowhere = post("/v1/nothing-here").json()["error"]
+        assert nowhere["message"] == "no such route: /v1/nothing-here"
         wrong = post(f"/v1/sessions/{mine[0]}/reset", json={"trajectory": {"dataset": "terminal",
                      "split": "train", "id": trajectory.id}, "turn": "two"})  # fmt: skip
         assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "turn"
