@@ -23,6 +23,7 @@ local env drives it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -318,7 +319,7 @@ class RemoteEnv(AsyncEnv):
             child._set_tools(self.tools)
             child.messages = json.loads(json.dumps(self.messages))
             child.task, child.turn, child.done = self.task, self.turn, self.done
-            child._np_random = self.np_random
+            child._np_random = copy.deepcopy(self.np_random)
             children.append(child)
         return children
 
