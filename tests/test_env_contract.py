@@ -1,6 +1,7 @@
 """What every environment promises, in-process and behind the env server alike: reset to
 any turn of a recorded trajectory, fork into branches that share nothing, step with
-Gymnasium's five values, finish a recorded episode with its reward, and close twice.
+Gymnasium's five values, finish a recorded episode with its reward, close twice; and the
+env's own verifier judges the same in-process and on the server.
 
 Each env plays its first bundled train trajectory of at least three turns; the served
 variant is the same env through :class:`~pivotgym.remote.RemoteEnv` and a server on
@@ -18,9 +19,14 @@ import pytest
 from server_fixture import free_port
 
 import pivotgym
-from pivotgym.remote import RemoteEnv
+from pivotgym.core.candidates import Candidate
+from pivotgym.core.env import run_sync
+from pivotgym.core.registry import get_spec
+from pivotgym.remote import RemoteEnv, ServedVerifier
 from pivotgym.server.env_app import build_env_app
 from pivotgym.server.env_sessions import EnvService, ServiceLimits
+from pivotgym.verifiers import get_verifier
+from pivotgym.verifiers.base import restore
 
 
 def _unavailable(env: str) -> str | None:
@@ -120,3 +126,38 @@ def test_a_recorded_episode_replays_to_its_end_with_its_reward(case) -> None:
     assert env.evaluate()[0] == 1.0
     env.close()
     env.close()  # closing again is no error
+
+
+ENV_CASES = [
+    pytest.param(env, marks=pytest.mark.skipif(
+        _unavailable(env) is not None, reason=str(_unavailable(env))))
+    for env in ENVS
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("env_name", ENV_CASES)
+def test_the_envs_own_verifier_judges_alike_in_process_and_served(env_name, server_url) -> None:
+    trajectory = next(t for t in pivotgym.load_trajectories(env_name, split="train")
+                      if t.num_turns >= 3)  # fmt: skip
+    spec = get_spec(env_name)
+    candidate = Candidate.of(trajectory, 1)
+    # The expert's own action, and another turn's (another command, click or call).
+    actions = [candidate.reference, trajectory.action(trajectory.num_turns - 1)]
+    judged = []
+    for env, verifier in (
+        (pivotgym.make(env_name, tasks=[]), get_verifier(spec.verifier, **spec.verifier_options)),
+        (RemoteEnv(server_url, env_name), ServedVerifier(spec.verifier, **spec.verifier_options)),
+    ):
+        try:
+            judged.append(run_sync(_judge(env, verifier, candidate, actions)))
+        finally:
+            env.close()
+    (local, local_reasons), (served, _) = judged
+    assert local[0] == 1.0 and served == local, local_reasons
+
+
+async def _judge(env, verifier, candidate, actions) -> tuple[list[float], list[str]]:
+    state = await restore(env, candidate)
+    verdicts = await verifier.verify_many(state, actions, candidate.reference)
+    assert not any(v.infra_error for v in verdicts), verdicts
+    return [v.reward for v in verdicts], [v.reason for v in verdicts]
