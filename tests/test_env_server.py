@@ -386,3 +386,22 @@ def test_the_client_waits_out_a_full_server_and_one_not_up_yet(trajectory) -> No
     finally:
         env.close()
         late.__exit__()
+
+
+def test_serving_beyond_loopback_needs_tokens_and_tokens_are_read_with_care(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from pivotgym.cli import main
+    from pivotgym.server.launch import read_tokens
+
+    monkeypatch.delenv("PIVOTGYM_ENV_TOKENS", raising=False)
+    assert main(["serve-envs", "--host", "0.0.0.0"]) == 2
+    assert "needs tokens" in capsys.readouterr().err
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# the trainers\n{TOKEN}\n\n{OTHER}\n")
+    monkeypatch.setenv("PIVOTGYM_ENV_TOKENS", "from-the-environment-0123456789")
+    assert read_tokens(tokens) == ["from-the-environment-0123456789", TOKEN, OTHER]
+    tokens.write_text("tiny-secret\n")
+    assert main(["serve-envs", "--tokens", str(tokens)]) == 2
+    err = capsys.readouterr().err
+    assert "at least 16 characters" in err and "tiny-secret" not in err  # never printed
