@@ -77,6 +77,21 @@ class Transport:
         self.retries = retries
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self.held: dict[str, OrderedDict[str, None]] = {u: OrderedDict() for u in self.urls}
+        # Trajectories as sent (their JSON and digest), by object: a run resets to the
+        # turns of the same trajectories over and over.
+        self._encoded: OrderedDict[int, tuple[Trajectory, dict[str, Any], str]] = OrderedDict()
+
+    def encode(self, trajectory: Trajectory) -> tuple[dict[str, Any], str]:
+        """The trajectory's JSON and digest, made once per trajectory object."""
+        found = self._encoded.get(id(trajectory))
+        if found is None or found[0] is not trajectory:
+            row = trajectory.to_json()
+            found = (trajectory, row, digest(row))
+            self._encoded[id(trajectory)] = found
+            while len(self._encoded) > 4096:
+                self._encoded.popitem(last=False)
+        self._encoded.move_to_end(id(trajectory))
+        return found[1], found[2]
 
     def route(self, key: str) -> str:
         """The server for ``key``: the same one for as long as the URLs are the same,
@@ -273,8 +288,7 @@ class RemoteEnv(AsyncEnv):
         where it does not (or no longer does)."""
         if trajectory is None:
             return await self._call(path, body)
-        row = trajectory.to_json()
-        key = digest(row)
+        row, key = self.transport.encode(trajectory)
         held = self.transport.held[self.url or ""]
         if key in held:
             try:
