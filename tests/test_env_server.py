@@ -405,3 +405,26 @@ def test_serving_beyond_loopback_needs_tokens_and_tokens_are_read_with_care(
     assert main(["serve-envs", "--tokens", str(tokens)]) == 2
     err = capsys.readouterr().err
     assert "at least 16 characters" in err and "tiny-secret" not in err  # never printed
+
+
+def test_resets_of_one_task_go_to_one_server_of_several_and_forks_stay_there() -> None:
+    trajectories = pivotgym.load_trajectories("terminal", split="train")[:12]
+    with EnvServer() as first, EnvServer() as second:
+        servers = {first.url: first, second.url: second}
+        env = RemoteEnv([first.url, second.url], "terminal")
+        try:
+            where = {}
+            for trajectory in trajectories:
+                env.reset(options={"trajectory": trajectory, "turn": 1})
+                where[trajectory.id] = env.url
+            assert set(where.values()) == set(servers)  # the tasks are spread
+            for trajectory in trajectories[:4]:  # and each comes back to its server
+                hits = servers[where[trajectory.id]].service.caches["terminal"].hits
+                env.reset(options={"trajectory": trajectory, "turn": 1})
+                assert env.url == where[trajectory.id]
+                assert servers[env.url].service.caches["terminal"].hits > hits
+            (branch,) = env.fork(1)
+            assert branch.url == env.url and branch.session in servers[env.url].service.sessions
+            branch.close()
+        finally:
+            env.close()
