@@ -124,7 +124,9 @@ def serve_envs(
     app = build_env_app(service, tokens=tokens)
     auth = f"{len(tokens)} token(s)" if tokens else "no token"
     print(f"pivotgym: serving environments on http://{host}:{port} ({auth})", flush=True)
-    _run_uvicorn(app, host=host, port=port, log_level=log_level)
+    # The steps in flight finish, for as long as the service's grace allows.
+    grace = service.limits.shutdown_grace_s
+    _run_uvicorn(app, host=host, port=port, log_level=log_level, graceful_s=grace)
     print("pivotgym: environment server stopped", flush=True)
 
 
@@ -145,7 +147,9 @@ def read_tokens(path: str | Path | None) -> list[str]:
     return [t.strip() for t in tokens]
 
 
-def _run_uvicorn(app: Any, *, host: str, port: int, log_level: str) -> None:
+def _run_uvicorn(
+    app: Any, *, host: str, port: int, log_level: str, graceful_s: float | None = None
+) -> None:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -162,7 +166,8 @@ def _run_uvicorn(app: Any, *, host: str, port: int, log_level: str) -> None:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
 
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            timeout_graceful_shutdown=graceful_s)  # fmt: skip
     Server(config).run()
 
 
