@@ -335,7 +335,11 @@ class SWEVerifier(Verifier):
             return failed("other code than the expert's edit, which does not resolve alone")
         if box is not None:
             used.append(True)  # run_tests closes it
-        _, got = await grader.run_tests(task, a, clean, await box if box is not None else None)
+        # The sample's fork has given its change: it is closed while the tests run.
+        (_, got), _ = await asyncio.gather(
+            grader.run_tests(task, a, clean, await box if box is not None else None),
+            sample.aclose(),
+        )
         if "tests_status" not in got or "tests_status" not in want:
             return failed("its tests do not finish as the expert's do")
         if got["tests_status"] == want["tests_status"]:
