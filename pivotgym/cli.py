@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sandbox",
         choices=BACKENDS,
         default=None,
-        help="backend of the sessions' sandboxes (default: the first available)",
+        help="backend of every session's sandboxes (default: the first available)",
     )
     envs.add_argument("--max-sessions", type=int, default=64, help="sandbox slots")
     envs.add_argument(

@@ -131,15 +131,15 @@ def serve_envs(
 
 
 def read_tokens(path: str | Path | None) -> list[str]:
-    """Tokens from a file (one a line; blank lines and ``#`` comments skipped) and from
-    ``$PIVOTGYM_ENV_TOKENS`` (comma-separated)."""
+    """Tokens from a file (one a line, the whole line; blank lines and lines starting
+    with ``#`` skipped) and from ``$PIVOTGYM_ENV_TOKENS`` (comma-separated)."""
     tokens = [t for t in os.environ.get(TOKENS_VAR, "").split(",") if t.strip()]
     if path is not None:
         try:
             lines = Path(path).read_text().splitlines()
         except OSError as exc:
             raise DataError(f"cannot read the tokens: {exc.strerror}", file=path) from None
-        tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        tokens += [t for t in (line.strip() for line in lines) if t and not t.startswith("#")]
     for token in tokens:
         if len(token.strip()) < 16:
             raise DataError("a token must have at least 16 characters", file=path,

@@ -419,12 +419,97 @@ def test_resets_of_one_task_go_to_one_server_of_several_and_forks_stay_there() -
                 where[trajectory.id] = env.url
             assert set(where.values()) == set(servers)  # the tasks are spread
             for trajectory in trajectories[:4]:  # and each comes back to its server
-                hits = servers[where[trajectory.id]].service.caches["terminal"].hits
+                cache = servers[where[trajectory.id]].service.caches[("anyone", "terminal")]
+                hits = cache.hits
                 env.reset(options={"trajectory": trajectory, "turn": 1})
-                assert env.url == where[trajectory.id]
-                assert servers[env.url].service.caches["terminal"].hits > hits
+                assert env.url == where[trajectory.id] and cache.hits > hits
             (branch,) = env.fork(1)
             assert branch.url == env.url and branch.session in servers[env.url].service.sessions
             branch.close()
         finally:
             env.close()
+
+
+def test_a_client_reaches_nothing_of_the_server_beyond_its_sandboxes(
+    server, trajectory, tmp_path: Path
+) -> None:
+    url = server.url
+    env = RemoteEnv(url, "terminal")
+    env.reset(options={"trajectory": trajectory, "turn": 1})
+    session = f"{url}/v1/sessions/{env.session}"
+    marker = tmp_path / "ran"
+
+    def refused(path: str, body: dict[str, Any], field: str | None) -> str:
+        answer = httpx.post(path, json=body, timeout=60)
+        error = answer.json()["error"]
+        assert answer.status_code == 400 and error["kind"] == "data", error
+        assert error["field"] == field, error
+        return error["message"]
+
+    # No verifier but the env's own: a module path would be code run on the host.
+    assert "own verifier" in refused(
+        f"{session}/verify",
+        {
+            "verifier": "subprocess:run",
+            "options": {"args": ["touch", str(marker)]},
+            "trajectory": {"inline": trajectory.to_json()},
+            "turn": 1,
+            "actions": [trajectory.action(1)],
+            "reference": trajectory.action(1),
+        },
+        "verifier",
+    )
+    assert not marker.exists()
+    # No task by a path on the server, no repository by its folder there, no network.
+    by_path = dict(trajectory.to_json(), task=str(tmp_path))
+    refused(f"{session}/reset", {"trajectory": {"inline": by_path}, "turn": 0}, "trajectory.task")
+    local_repo = {"instance_id": "x", "repo": "r", "repo_path": str(tmp_path),
+                  "problem_statement": "p", "FAIL_TO_PASS": [], "PASS_TO_PASS": []}  # fmt: skip
+    swe = httpx.post(f"{url}/v1/sessions", json={"env": "swe"}, timeout=60).json()["session"]
+    refused(f"{url}/v1/sessions/{swe}/reset", {"task": {"json": local_repo}},
+            "task.json.repo_path")  # fmt: skip
+    online = json.loads(json.dumps(trajectory.task))
+    online.setdefault("config", {}).setdefault("environment", {})["allow_internet"] = True
+    refused(f"{session}/reset", {"task": {"json": online}}, "task.json.config")
+    escape = dict(trajectory.task, name="../../escaped")
+    refused(f"{session}/reset", {"task": {"json": escape}}, "task.name")
+    # No dataset but the server's registered ones.
+    assert "unknown environment" in refused(f"{session}/reset", {
+        "trajectory": {"dataset": str(tmp_path / "t.jsonl"), "split": "x", "id": "y"},
+        "turn": 0}, None)  # fmt: skip
+    # The sandboxes' backend and limits are the operator's.
+    for option in ("memory_mb", "sandbox"):
+        made = httpx.post(
+            f"{url}/v1/sessions",
+            json={
+                "env": "terminal",
+                "options": {option: 10**6 if option == "memory_mb" else "docker"},
+            },
+            timeout=60,
+        ).json()
+        assert made["error"]["field"] == option
+    bad = httpx.post(f"{url}/v1/sessions", json={"env": "terminal", "options": {"cache": 1}})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "cache"
+    httpx.delete(f"{url}/v1/sessions/{swe}")
+    env.close()
+
+
+def test_a_retried_make_or_fork_makes_nothing_twice_and_too_big_a_fork_is_final(
+    server, trajectory
+) -> None:
+    url = server.url
+    body = {"env": "terminal", "request_id": "make-1"}
+    first = httpx.post(f"{url}/v1/sessions", json=body, timeout=60).json()["session"]
+    assert httpx.post(f"{url}/v1/sessions", json=body, timeout=60).json()["session"] == first
+    session = f"{url}/v1/sessions/{first}"
+    reset = {"trajectory": {"inline": trajectory.to_json()}, "turn": 1}
+    httpx.post(f"{session}/reset", json=reset, timeout=60).raise_for_status()
+    fork = {"n": 2, "request_id": "fork-1"}
+    children = httpx.post(f"{session}/fork", json=fork, timeout=60).json()["sessions"]
+    assert httpx.post(f"{session}/fork", json=fork, timeout=60).json()["sessions"] == children
+    assert len(server.service.sessions) == 3
+    huge = httpx.post(f"{session}/fork", json={"n": 1000}, timeout=60)
+    assert huge.status_code == 403 and huge.json()["error"]["kind"] == "quota"
+    for ident in (first, *children):
+        httpx.delete(f"{url}/v1/sessions/{ident}")
+    assert server.service.sessions == {}

@@ -260,6 +260,11 @@ def materialize_inline(spec: Mapping[str, Any], *, source: str | Path | None = N
         raise DataError(
             "inline task needs string fields 'name' and 'instruction'", file=source, field="task"
         )
+    name = spec["name"]
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        # The name names the task's folder in the cache: one component, never a way out.
+        raise DataError(f"a task name is one path component, not {name!r}", file=source,
+                        field="task.name")  # fmt: skip
     unknown = set(spec) - {"name", "instruction", "config", "environment", "tests", "solution"}
     if unknown:
         raise DataError(f"unknown field(s) {', '.join(sorted(unknown))}", file=source, field="task")

@@ -17,7 +17,8 @@ local env drives it.
   ``truncated`` with ``info["infra_error"]``, never a reward of 0 that would count.
 - **Trajectories** are sent inline once per server and by digest after.
 - **Leases.** A reset on a session whose lease ran out (an env that sat idle in a pool)
-  opens a new session; a step, fork or evaluate on one is an error, as its state is gone.
+  opens a new session; a fork or evaluate on one raises, and a step on one ends the
+  episode as infrastructure's failure, as its state is gone.
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ class RemoteEnv(AsyncEnv):
 
     async def _open(self, url: str) -> None:
         await self._drop()
-        body = {"env": self.name, "options": self.env_options}
+        # An id of its own: a retried make whose answer was lost gets the same session.
+        body = {"env": self.name, "options": self.env_options, "request_id": uuid.uuid4().hex}
         if self.split:
             body["split"] = self.split
         made = await self.transport.call("POST", url, "/v1/sessions", body)
@@ -324,7 +326,7 @@ class RemoteEnv(AsyncEnv):
                 answer["info"])  # fmt: skip
 
     async def afork(self, n: int) -> list[AsyncEnv]:
-        answer = await self._call("/fork", {"n": n})
+        answer = await self._call("/fork", {"n": n, "request_id": uuid.uuid4().hex})
         children = []
         for session in answer["sessions"]:
             child = RemoteEnv(self.transport, self.name, tasks=self.tasks, ledger=self.ledger,

@@ -137,7 +137,11 @@ def resolve(config: RunConfig, facts: EnvFacts | None = None) -> RunConfig:
     spec = registry.get_spec(config.env.name)
     env_options = (facts or env_facts(config.env, config.env_url)).option_names
     sandbox = config.sandbox
-    if "sandbox" in env_options and not config.env_url:
+    if config.env_url:
+        if sandbox:
+            raise DataError("the env server's operator picks the sandbox backend "
+                            "(pivotgym serve-envs --sandbox)", field="sandbox")  # fmt: skip
+    elif "sandbox" in env_options:
         sandbox = sandbox or get_backend(None).name
     elif sandbox:
         raise DataError(f"environment {spec.name!r} runs no sandbox", field="sandbox")
@@ -190,9 +194,10 @@ class Run:
         if self.config.env_url and not local:
             if self._transport is None:
                 self._transport = Transport(self.config.env_url)
-            sandbox = {k: v for k, v in sandbox.items() if v}  # empty: the server's default
-            return RemoteEnv(self._transport, self.config.env.name, ledger=ledger, **sandbox,
+            return RemoteEnv(self._transport, self.config.env.name, ledger=ledger,
                              **self.config.env.options)  # fmt: skip
+        if not self.config.sandbox and "sandbox" in self.env_options:  # served run, local expert
+            sandbox = {"sandbox": get_backend(None).name}
         return registry.make(
             self.config.env.name,
             tasks=[],
