@@ -8,6 +8,7 @@ import asyncio
 import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from pivotgym.envs.browser.runtime import (
 )
 from pivotgym.envs.browser.tasks import load_task_file
 from pivotgym.errors import DataError
+from pivotgym.sandbox.leases import owner_token
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
@@ -161,15 +163,32 @@ def test_no_browser_process_outlives_a_driver_killed_with_sigkill(tmp_path: Path
         while set(caged()) - before and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not set(caged()) - before
-        # Its launch folder stayed; the reaper every browser start runs removes it.
+        # Its launch folder stayed, for the reaper that every browser start runs (here,
+        # or in any other process that starts a browser meanwhile).
+        reap()
         owners = Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*/{OWNER_FILE}")
-        owned = [f.parent for f in owners if f.read_text().split(":")[1] == str(driver.pid)]
-        assert owned
-        assert reap() >= 1
-        assert not any(folder.exists() for folder in owned)
+        assert not [f for f in owners if f.read_text().split(":")[1] == str(driver.pid)]
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+def test_the_reaper_removes_the_launch_folders_of_dead_drivers_only() -> None:
+    gone = subprocess.Popen(["sleep", "60"])
+    dead_token = owner_token(gone.pid)  # read while it runs: its start time is part of it
+    gone.kill()
+    gone.wait()
+    folders = []
+    for token in (dead_token, owner_token()):
+        folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        (folder / OWNER_FILE).write_text(token)
+        folders.append(folder)
+    try:
+        assert reap() >= 1
+        assert not folders[0].exists() and folders[1].exists()
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_actions_answer_with_the_page_and_bad_ones_with_an_error_not_an_exception() -> None:
