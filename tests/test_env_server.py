@@ -260,12 +260,18 @@ def _serve(runtime: Path, port: int) -> subprocess.Popen:
     raise AssertionError(f"the env server did not start: {process.stdout.read()}")
 
 
+@pytest.fixture
+def runtime():
+    """A runtime folder of a served process's own, which the sandboxes' user can pass."""
+    folder = Path(tempfile.mkdtemp(prefix="pivotgym-served-", dir="/tmp"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_a_killed_server_fails_its_episodes_as_infrastructure_and_leaves_nothing(
-    trajectory,
+    trajectory, runtime: Path
 ) -> None:
-    # A runtime folder of this server's own, which the sandboxes' user can pass.
-    runtime = Path(tempfile.mkdtemp(prefix="pivotgym-served-", dir="/tmp"))
-    runtime.chmod(0o711)
     port = free_port()
     server = _serve(runtime, port)
     try:
@@ -287,7 +293,6 @@ def test_a_killed_server_fails_its_episodes_as_infrastructure_and_leaves_nothing
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
-        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_profiling_behind_the_server_finds_the_same_pivots_as_in_process(
@@ -309,9 +314,9 @@ def test_profiling_behind_the_server_finds_the_same_pivots_as_in_process(
     assert server.service.sessions == {}
 
 
-def test_sigterm_lets_the_step_in_flight_finish_then_closes_every_session(trajectory) -> None:
-    runtime = Path(tempfile.mkdtemp(prefix="pivotgym-served-", dir="/tmp"))
-    runtime.chmod(0o711)
+def test_sigterm_lets_the_step_in_flight_finish_then_closes_every_session(
+    trajectory, runtime: Path
+) -> None:
     port = free_port()
     server = _serve(runtime, port)
     try:
@@ -333,7 +338,6 @@ def test_sigterm_lets_the_step_in_flight_finish_then_closes_every_session(trajec
     finally:
         if server.poll() is None:
             server.kill()
-        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_256_sessions_at_once_step_without_a_failure(trajectory) -> None:
