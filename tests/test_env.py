@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import gymnasium
 import pytest
@@ -12,8 +13,8 @@ from gymnasium.utils.env_checker import check_env
 from taskdirs import make_task
 
 import pivotgym
-from pivotgym.core.env import ToolCall
-from pivotgym.core.replay import SnapshotCache
+from pivotgym.core.env import ToolCall, run_sync
+from pivotgym.core.replay import CacheEntry, SnapshotCache
 from pivotgym.core.trajectory import Trajectory
 from pivotgym.envs.terminal.env import TerminalEnv
 from pivotgym.errors import DataError, DivergenceError
@@ -272,3 +273,41 @@ def test_bundled_trajectory_restores_and_finishes_with_reward() -> None:
         assert terminated and reward == 1.0
     finally:
         env.close()
+
+
+def test_a_snapshot_a_restore_builds_on_outlives_its_entry_being_replaced(task) -> None:
+    class Recorded:
+        released = False
+
+        async def release(self) -> None:
+            self.released = True
+
+    async def scenario() -> tuple[bool, bool]:
+        cache = SnapshotCache()
+        first, second = Recorded(), Recorded()
+        await cache.put("task", "prefix", CacheEntry(first))
+        cache.hold(first)  # a restore building on it
+        await cache.put("task", "prefix", CacheEntry(second))  # another restore's
+        kept = not first.released
+        await cache.drop(first)
+        return kept, first.released
+
+    assert asyncio.run(scenario()) == (True, True)
+    # Many restores of one prefix at once, sharing one cold cache: none loses its base.
+    cache = SnapshotCache()
+    env = TerminalEnv(tasks=[task], cache=cache)
+    trajectory = record(env, task)
+
+    async def restore_many() -> list[Any]:
+        envs = [TerminalEnv(tasks=[task], cache=cache) for _ in range(12)]
+        try:
+            return await asyncio.gather(*(e.areset(options={"trajectory": trajectory,
+                                                            "turn": 3}) for e in envs),
+                                        return_exceptions=True)  # fmt: skip
+        finally:
+            for e in envs:
+                await e.aclose()
+
+    results = run_sync(restore_many())
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    env.close()

@@ -160,19 +160,22 @@ class SnapshotCache:
         """Cache ``entry``; entries may share a snapshot (a read leaves the state as it
         was), which is released when the last entry holding it goes."""
         key = (task_key, prefix_hash)
-        self._hold(entry.snapshot)
+        self.hold(entry.snapshot)
         old = self._entries.pop(key, None)
         if old is not None:
-            await self._drop(old.snapshot)
+            await self.drop(old.snapshot)
         self._entries[key] = entry
         while len(self._entries) > self.max_entries:
             _, evicted = self._entries.popitem(last=False)
-            await self._drop(evicted.snapshot)
+            await self.drop(evicted.snapshot)
 
-    def _hold(self, snapshot: WorldSnapshot) -> None:
+    def hold(self, snapshot: WorldSnapshot) -> None:
+        """Keep ``snapshot`` until a matching :meth:`drop`, whatever happens to the
+        entries holding it (a restore pins the snapshots it builds on: another restore
+        of the same prefix may replace their entries meanwhile)."""
         self._holders[id(snapshot)] = self._holders.get(id(snapshot), 0) + 1
 
-    async def _drop(self, snapshot: WorldSnapshot) -> None:
+    async def drop(self, snapshot: WorldSnapshot) -> None:
         left = self._holders[id(snapshot)] - 1
         if left:
             self._holders[id(snapshot)] = left
@@ -184,7 +187,7 @@ class SnapshotCache:
         entries = list(self._entries.values())
         self._entries.clear()
         for entry in entries:
-            await self._drop(entry.snapshot)
+            await self.drop(entry.snapshot)
 
 
 def text_divergence(
@@ -285,6 +288,37 @@ async def restore(
     if entry is not None and policy == "strict" and entry.divergences:
         first = entry.divergences[0]
         raise DivergenceError(trajectory.id, first["turn"], first["recorded"], first["replayed"])
+    pinned: list[WorldSnapshot] = []
+    try:
+        return await _restore_from(env, trajectory, turn, policy, cache, task, hashes,
+                                   depth, entry, pinned)  # fmt: skip
+    finally:
+        for snapshot in pinned:
+            await cache.drop(snapshot)
+
+
+async def _restore_from(
+    env: Replayable,
+    trajectory: Trajectory,
+    turn: int,
+    policy: Divergence,
+    cache: SnapshotCache,
+    task: Any,
+    hashes: Sequence[str],
+    depth: int,
+    entry: CacheEntry | None,
+    pinned: list[WorldSnapshot],
+) -> Restored:
+    """:func:`restore` from the cached ``entry`` at ``depth`` (or from scratch), with
+    every snapshot it builds on pinned in the cache (``pinned``) until it returns."""
+
+    def pin(snapshot: WorldSnapshot) -> WorldSnapshot:
+        cache.hold(snapshot)
+        pinned.append(snapshot)
+        return snapshot
+
+    if entry is not None:
+        pin(entry.snapshot)  # before any await: another restore may replace its entry
     await env.replace_world(None)
     if entry is not None:
         cache.hits += 1
@@ -296,7 +330,7 @@ async def restore(
         world = await env.create_world(task)
         await env.replace_world(world)
         divergences = []
-        snapshot = await world.snapshot()
+        snapshot = pin(await world.snapshot())
         await cache.put(task.key, hashes[0], CacheEntry(snapshot))
     replayed = skipped = 0
     for i in range(depth, turn):
@@ -319,7 +353,7 @@ async def restore(
                     raise DivergenceError(trajectory.id, i, *diff)
                 divergences.append({"turn": i, "recorded": diff[0], "replayed": diff[1]})
         assert env.world is not None
-        snapshot = await env.world.snapshot()
+        snapshot = pin(await env.world.snapshot())
         entry = CacheEntry(snapshot, list(divergences), checked=policy != "off")
         await cache.put(task.key, hashes[i + 1], entry)
     env.turn = turn
