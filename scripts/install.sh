@@ -18,12 +18,12 @@ apt-get update -qq
 # bubblewrap and docker.io run the sandboxes; debootstrap builds the base image offline;
 # the rest are the tools the bundled terminal tasks use inside bwrap sandboxes, the
 # Python and pytest that the SWE env's repositories are tested with there, and the
-# Chromium that the browser env drives (Debian's: Playwright's own builds are never
-# downloaded).
+# Chromium headless shell that the browser env drives (Debian's: Playwright's own
+# builds are never downloaded).
 apt-get install -y -qq --no-install-recommends \
     bubblewrap docker.io debootstrap ca-certificates util-linux procps \
     python3 python3-venv python3-pip git jq zip unzip bzip2 xz-utils sqlite3 bc file \
-    diffutils patch findutils tar gzip python3-pytest python-is-python3 chromium >/dev/null
+    diffutils patch findutils tar gzip python3-pytest python-is-python3 chromium-headless-shell >/dev/null
 
 log "docker engine"
 if ! docker info >/dev/null 2>&1; then
