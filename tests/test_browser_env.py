@@ -268,6 +268,36 @@ def test_every_deterministic_miniwob_page_loads_with_its_goal_and_an_unscored_st
     assert not failed, failed
 
 
+def _expert_rewards(episodes: list[tuple[str, int]]) -> dict[tuple[str, int], float]:
+    from pivotgym.envs.browser.build import _play
+
+    async def run() -> dict[tuple[str, int], float]:
+        return {(page, seed): (await _play(page, seed, "expert"))[0] for page, seed in episodes}
+
+    return asyncio.run(run())
+
+
+def test_the_miniwob_experts_read_what_the_goal_asks() -> None:
+    # enter-text-2 asks for upper case at seed 3 and lower case at seed 4; the words of
+    # click-checkboxes-soft are to be matched by meaning; click-checkboxes-large needs
+    # more turns than the default (up to 13 boxes, then Submit; seed 3 has 11).
+    episodes = [("enter-text-2", 3), ("enter-text-2", 4), ("click-checkboxes-soft", 1)]
+    episodes.append(("click-checkboxes-large", 3))
+    rewards = _expert_rewards(episodes)
+    assert rewards == dict.fromkeys(episodes, 1.0)
+
+
+@pytest.mark.slow
+def test_every_miniwob_expert_solves_its_page() -> None:
+    from pivotgym.envs.browser.families.miniwob import SOLVERS
+
+    # click-widget asks for a "text" or a "textarea" widget, which the page text (like
+    # BrowserGym's accessibility tree) shows alike, as textboxes: not always solvable.
+    episodes = [(page, seed) for page in SOLVERS if page != "click-widget" for seed in (5, 6, 7)]
+    rewards = _expert_rewards(episodes)
+    assert {e: r for e, r in rewards.items() if r != 1.0} == {}
+
+
 def test_an_app_task_is_checked_on_the_database_not_on_the_page() -> None:
     env = pivotgym.make("browser", tasks=[])
     try:

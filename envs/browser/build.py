@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -177,9 +178,18 @@ def apps_data(scale: float) -> dict[str, bytes]:
 
 
 def cache_dir() -> Path:
-    """Where MiniWoB++'s splits are made: ``$PIVOTGYM_CACHE/browser/miniwob-VERSION``."""
+    """Where MiniWoB++'s splits are made: ``$PIVOTGYM_CACHE/browser/miniwob-VERSION-CODE``,
+    CODE a digest of the experts' and the tasks' code, so that splits made by older
+    experts are not read as this code's."""
+    from pivotgym.envs.browser import expert, tasks
+    from pivotgym.envs.browser.families import miniwob
+
     root = Path(os.environ.get("PIVOTGYM_CACHE") or Path.home() / ".cache" / "pivotgym")
-    return root / "browser" / f"miniwob-{importlib.metadata.version('miniwob')}"
+    code = hashlib.sha256()
+    for module in (miniwob, expert, tasks):
+        code.update(Path(module.__file__).read_bytes())
+    version = importlib.metadata.version("miniwob")
+    return root / "browser" / f"miniwob-{version}-{code.hexdigest()[:12]}"
 
 
 def miniwob_pages() -> list[str]:
@@ -250,7 +260,9 @@ async def _play(page: str, seed: int, agent: str) -> tuple[float, bool]:
         expert = family.expert(task, seed)
         rng = random.Random(f"random-agent-{page}-{seed}")
         reward, done = 0.0, False
-        for turn in range(RANDOM_STEPS):
+        # The random agent's steps are few (it only needs a chance); the expert has the
+        # task's turns, as in its recorded trajectories.
+        for turn in range(RANDOM_STEPS if agent == "random" else task.max_turns):
             text = (await env.world.mark(max_chars=env.options.max_page_chars))["text"]
             if agent == "expert":
                 action = expert.act(goal, text, env.world.page.url) if expert else None

@@ -8,11 +8,15 @@ utterance, read when the world opens.
 
 The experts read the utterance and the page text as an agent does and solve the page
 with natural variation (the order of independent steps, ``fill`` or a click and typing,
-``check`` or a click): :data:`SOLVERS` lists the pages they cover.
+``check`` or a click): :data:`SOLVERS` lists the pages they cover. One knows more than
+the page shows: ``click-checkboxes-soft`` asks for words by meaning, and its expert
+knows the page's word groups, read from the package as a person knows the words.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import random
 import re
 from collections.abc import Callable
@@ -20,12 +24,15 @@ from typing import Any
 
 from pivotgym.envs.browser.families import Action, Expert, Family
 from pivotgym.envs.browser.families.page_text import Element, find, find_all, parse, static_texts
-from pivotgym.envs.browser.miniwob import MiniWobSite, task_names
+from pivotgym.envs.browser.miniwob import MiniWobSite, package_root, page_path, task_names
 from pivotgym.envs.browser.sites import Site
 from pivotgym.envs.browser.tasks import BrowserTask
 from pivotgym.errors import InfraError
 
 MAX_TURNS = 10
+# Pages whose solution takes more turns than MAX_TURNS allows (up to 13 boxes to tick,
+# then Submit).
+TURNS = {"click-checkboxes-large": 15}
 
 
 def _quoted(utterance: str) -> list[str]:
@@ -93,6 +100,30 @@ def _select_boxes(role: str) -> Callable[[str, str, random.Random], list[Action]
     return solve
 
 
+def _similar_boxes(utterance: str, page: str, rng: random.Random) -> list[Action]:
+    """Tick the boxes whose words mean what the listed ones do, by the page's own word
+    groups."""
+    listed = re.search(r"Select words similar to (.*?) and click Submit", utterance)
+    assert listed is not None
+    wanted = [w.strip() for w in listed[1].split(",") if w.strip() and listed[1] != "nothing"]
+    groups = _synonyms()
+    steps = []
+    for box in find_all(page, "checkbox"):
+        if any(box.name in group and word in group for word in wanted for group in groups):
+            steps.append(_tick(rng, box))
+    rng.shuffle(steps)
+    return [*steps, _submit(page)]
+
+
+@functools.cache
+def _synonyms() -> list[list[str]]:
+    source = (package_root() / "html" / page_path("click-checkboxes-soft")).read_text()
+    found = re.search(r"var SYNONYMS = (\[.*?\]);", source, re.S)
+    if found is None:
+        raise LookupError("the page's word groups were not found")
+    return json.loads(re.sub(r",\s*\]$", "]", found[1].replace("'", '"')))
+
+
 def _enter_text(
     transform: Callable[[str], str],
 ) -> Callable[[str, str, random.Random], list[Action]]:
@@ -101,6 +132,11 @@ def _enter_text(
         return [*_type(rng, box, transform(_quoted(utterance)[0])), _submit(page)]
 
     return solve
+
+
+def _enter_text_cased(utterance: str, page: str, rng: random.Random) -> list[Action]:
+    upper = "upper case" in utterance
+    return _enter_text(str.upper if upper else str.lower)(utterance, page, rng)
 
 
 def _login_user(utterance: str, page: str, rng: random.Random) -> list[Action]:
@@ -212,7 +248,7 @@ SOLVERS: dict[str, Callable[[str, str, random.Random], list[Action]]] = {
     "click-button-sequence": _button_sequence,
     "click-checkboxes": _select_boxes("checkbox"),
     "click-checkboxes-large": _select_boxes("checkbox"),
-    "click-checkboxes-soft": _select_boxes("checkbox"),
+    "click-checkboxes-soft": _similar_boxes,
     "click-link": _click_words,
     "click-option": _select_boxes("radio"),
     "click-tab": _click_tab,
@@ -222,7 +258,7 @@ SOLVERS: dict[str, Callable[[str, str, random.Random], list[Action]]] = {
     "choose-list": _choose_list,
     "enter-password": _enter_password,
     "enter-text": _enter_text(lambda s: s),
-    "enter-text-2": _enter_text(str.lower),
+    "enter-text-2": _enter_text_cased,
     "focus-text": _focus_text,
     "focus-text-2": _focus_text,
     "login-user": _login_user,
@@ -255,7 +291,8 @@ class MiniWobFamily(Family):
         self.name = f"miniwob.{page}"
 
     def generate(self, seed: int, task_id: str) -> BrowserTask:
-        return BrowserTask(task_id, self.name, seed, "", {"page": self.page}, MAX_TURNS)
+        turns = TURNS.get(self.page, MAX_TURNS)
+        return BrowserTask(task_id, self.name, seed, "", {"page": self.page}, turns)
 
     def validate(self, task: BrowserTask) -> None:
         MiniWobSite(self.page, task.seed)  # refuses a page that does not load
