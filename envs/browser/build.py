@@ -283,7 +283,11 @@ async def _play(page: str, seed: int, agent: str) -> tuple[float, bool]:
                     action = ("click", {"bid": target.bid})
                 else:
                     action = ("press", {"bid": target.bid, "key_comb": "Enter"})
-            _, reward, terminated, truncated, _ = await env.astep(call(action[0], turn, action[1]))
+            _, reward, terminated, truncated, info = await env.astep(
+                call(action[0], turn, action[1])
+            )
+            if expert and agent == "expert" and info.get("tool_errors"):
+                expert.failed(action)
             if terminated or truncated:
                 done = True
                 break

@@ -56,6 +56,8 @@ async def demonstrate(env: Any, task: BrowserTask, seed: int) -> Trajectory:
         )
         if info.get("infra_error"):
             raise InfraError(f"{task.task_id}: {info['infra_error']}")
+        if info.get("tool_errors"):
+            expert.failed(action)
         done = terminated or truncated
     if reward != 1.0:
         raise ExpertError(

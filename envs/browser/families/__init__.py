@@ -40,6 +40,11 @@ class Expert(abc.ABC):
         """The next action, given the user's goal, the page text and the URL (``None``:
         it cannot go on)."""
 
+    def failed(self, action: Action) -> None:
+        """The env answered ``action``, the last one, with an error (default: read the
+        next page as usual)."""
+        return None
+
 
 class Family(abc.ABC):
     name: str = ""

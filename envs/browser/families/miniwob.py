@@ -284,6 +284,13 @@ class MiniWobExpert(Expert):
                 return None
         return self.plan.pop(0) if self.plan else None
 
+    def failed(self, action: Action) -> None:
+        """A click that did not land (another element covers the target, as pages that
+        place buttons at random may do): press Enter on it instead, which needs no
+        pointer."""
+        if self.plan is not None and action[0] == "click":
+            self.plan.insert(0, ("press", {"bid": action[1]["bid"], "key_comb": "Enter"}))
+
 
 class MiniWobFamily(Family):
     def __init__(self, page: str) -> None:
