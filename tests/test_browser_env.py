@@ -268,23 +268,48 @@ def test_every_deterministic_miniwob_page_loads_with_its_goal_and_an_unscored_st
     assert not failed, failed
 
 
-def _expert_rewards(episodes: list[tuple[str, int]]) -> dict[tuple[str, int], float]:
-    from pivotgym.envs.browser.build import _play
+def _demonstrations(episodes: list[tuple[str, int]]) -> dict[tuple[str, int], object]:
+    """Each MiniWoB++ page and seed's expert trajectory, recorded as the splits are, or
+    the ``ExpertError`` that says why there is none."""
+    from pivotgym.envs.browser.build import make_task
+    from pivotgym.envs.browser.expert import ExpertError
 
-    async def run() -> dict[tuple[str, int], float]:
-        return {(page, seed): (await _play(page, seed, "expert"))[0] for page, seed in episodes}
+    async def run() -> dict[tuple[str, int], object]:
+        out: dict[tuple[str, int], object] = {}
+        env = pivotgym.make("browser", tasks=[])
+        try:
+            for page, seed in episodes:
+                try:
+                    out[page, seed] = await demonstrate(
+                        env, make_task(f"miniwob.{page}", seed), seed
+                    )
+                except ExpertError as exc:
+                    out[page, seed] = exc
+        finally:
+            await env.aclose()
+        return out
 
     return asyncio.run(run())
 
 
-def test_the_miniwob_experts_read_what_the_goal_asks() -> None:
-    # enter-text-2 asks for upper case at seed 3 and lower case at seed 4; the words of
-    # click-checkboxes-soft are to be matched by meaning; click-checkboxes-large needs
-    # more turns than the default (up to 13 boxes, then Submit; seed 3 has 11).
+def test_the_miniwob_experts_read_what_the_goal_asks_and_take_back_a_covered_click() -> None:
     episodes = [("enter-text-2", 3), ("enter-text-2", 4), ("click-checkboxes-soft", 1)]
-    episodes.append(("click-checkboxes-large", 3))
-    rewards = _expert_rewards(episodes)
-    assert rewards == dict.fromkeys(episodes, 1.0)
+    episodes += [("click-checkboxes-large", 3), ("click-test-2", 6)]
+    made = _demonstrations(episodes)
+    failed = {e: str(t) for e, t in made.items() if not hasattr(t, "messages")}
+    assert failed == {}
+    goal = {e: t.messages[1]["content"].split("\n")[0] for e, t in made.items()}
+    # The case asked differs between the two seeds, and the words are asked by meaning.
+    assert "upper case" in goal["enter-text-2", 3] and "lower case" in goal["enter-text-2", 4]
+    assert "similar to" in goal["click-checkboxes-soft", 1]
+    # More boxes to tick than the default 10 turns allow, with Submit.
+    assert goal["click-checkboxes-large", 3].count(",") + 1 >= 10
+    # Button TWO covers button ONE at this seed: the click failed and was taken back,
+    # and the trajectory presses ONE instead, showing no error.
+    covered = made["click-test-2", 6]
+    calls = [m["tool_calls"][0]["function"] for m in covered.messages if m.get("tool_calls")]
+    assert [c["name"] for c in calls] == ["press"]
+    assert not any("Error:" in (m["content"] or "") for m in covered.messages[2:])
 
 
 @pytest.mark.slow
@@ -294,8 +319,17 @@ def test_every_miniwob_expert_solves_its_page() -> None:
     # click-widget asks for a "text" or a "textarea" widget, which the page text (like
     # BrowserGym's accessibility tree) shows alike, as textboxes: not always solvable.
     episodes = [(page, seed) for page in SOLVERS if page != "click-widget" for seed in (5, 6, 7)]
-    rewards = _expert_rewards(episodes)
-    assert {e: r for e, r in rewards.items() if r != 1.0} == {}
+    made = _demonstrations(episodes)
+    assert {e: str(t) for e, t in made.items() if not hasattr(t, "messages")} == {}
+
+
+def test_miniwob_splits_are_cached_apart_by_size_and_browser(monkeypatch) -> None:
+    from pivotgym.envs.browser import build, runtime
+
+    base = build.cache_dir()
+    assert build.cache_dir(2) != base
+    monkeypatch.setattr(runtime, "CHROMIUM", Path("/elsewhere/chromium"))
+    assert build.cache_dir() != base
 
 
 def test_an_app_task_is_checked_on_the_database_not_on_the_page() -> None:

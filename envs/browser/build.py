@@ -177,17 +177,17 @@ def apps_data(scale: float) -> dict[str, bytes]:
 # ------------------------------------------------------------------------ MiniWoB++
 
 
-def cache_dir() -> Path:
+def cache_dir(per_page: int = MINIWOB_TRAIN_PER_PAGE) -> Path:
     """Where MiniWoB++'s splits are made: ``$PIVOTGYM_CACHE/browser/miniwob-VERSION-CODE``,
-    CODE a digest of the experts' and the tasks' code, so that splits made by older
-    experts are not read as this code's."""
-    from pivotgym.envs.browser import expert, tasks
-    from pivotgym.envs.browser.families import miniwob
+    CODE a digest of this env's code, the browser and the split's size, so that splits
+    made by other code, another browser or at another size are never read as these."""
+    from pivotgym.envs.browser.runtime import CHROMIUM
 
     root = Path(os.environ.get("PIVOTGYM_CACHE") or Path.home() / ".cache" / "pivotgym")
-    code = hashlib.sha256()
-    for module in (miniwob, expert, tasks):
-        code.update(Path(module.__file__).read_bytes())
+    code = hashlib.sha256(f"{CHROMIUM}\0{per_page}\0".encode())
+    here = Path(__file__).parent
+    for path in sorted([*here.rglob("*.py"), *here.glob("*.js")]):
+        code.update(path.relative_to(here).as_posix().encode() + b"\0" + path.read_bytes())
     version = importlib.metadata.version("miniwob")
     return root / "browser" / f"miniwob-{version}-{code.hexdigest()[:12]}"
 
@@ -245,49 +245,41 @@ def _miniwob_file(name: str) -> Path:
 
 
 async def _play(page: str, seed: int, agent: str) -> tuple[float, bool]:
-    """The reward ``agent`` earns on the page at ``seed``, and whether the page loaded."""
+    """The reward ``agent`` earns on the page at ``seed``, and whether the page loaded.
+    The expert plays as it records its trajectories (:func:`.expert.demonstrate`), with
+    the task's turns; the random agent has a few steps (it only needs a chance)."""
     import pivotgym
-    from pivotgym.envs.browser.expert import call
+    from pivotgym.envs.browser.expert import ExpertError, call, demonstrate
     from pivotgym.envs.browser.families.page_text import parse
 
     task = make_task(f"miniwob.{page}", seed)
     env = pivotgym.make("browser", tasks=[])
     try:
+        if agent == "expert":
+            try:
+                await demonstrate(env, task, seed)
+                reward = 1.0
+            except ExpertError:
+                reward = 0.0
+            return reward, env.world is not None and not env.world.load_errors
         await env.areset(options={"task": task})
         loaded = not env.world.load_errors
-        family = get_family(task.family)
-        goal = await family.goal(task, env.world)
-        expert = family.expert(task, seed)
         rng = random.Random(f"random-agent-{page}-{seed}")
         reward, done = 0.0, False
-        # The random agent's steps are few (it only needs a chance); the expert has the
-        # task's turns, as in its recorded trajectories.
-        for turn in range(RANDOM_STEPS if agent == "random" else task.max_turns):
+        for turn in range(RANDOM_STEPS):
             text = (await env.world.mark(max_chars=env.options.max_page_chars))["text"]
-            if agent == "expert":
-                action = expert.act(goal, text, env.world.page.url) if expert else None
-                if action is None:
-                    break
+            elements = parse(text)
+            if not elements:
+                break
+            target = rng.choice(elements)
+            kind = rng.random()
+            if target.role == "textbox" and kind < 0.5:
+                action = ("fill", {"bid": target.bid, "value": rng.choice(text.split("'"))[:12]})
+            elif kind < 0.9:
+                action = ("click", {"bid": target.bid})
             else:
-                elements = [e for e in parse(text)]
-                if not elements:
-                    break
-                target = rng.choice(elements)
-                kind = rng.random()
-                if target.role == "textbox" and kind < 0.5:
-                    action = (
-                        "fill",
-                        {"bid": target.bid, "value": rng.choice(text.split("'"))[:12]},
-                    )
-                elif kind < 0.9:
-                    action = ("click", {"bid": target.bid})
-                else:
-                    action = ("press", {"bid": target.bid, "key_comb": "Enter"})
-            _, reward, terminated, truncated, info = await env.astep(
-                call(action[0], turn, action[1])
-            )
-            if expert and agent == "expert" and info.get("tool_errors"):
-                expert.failed(action)
+                action = ("press", {"bid": target.bid, "key_comb": "Enter"})
+            _, reward, terminated, truncated, _ = await env.astep(call(action[0], turn, action[1]))
             if terminated or truncated:
                 done = True
                 break
@@ -352,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.miniwob:
-        files = miniwob_files(max(1, round(MINIWOB_TRAIN_PER_PAGE * args.scale)))
+        per_page = max(1, round(MINIWOB_TRAIN_PER_PAGE * args.scale))
+        files = miniwob_files(per_page)
         return write_or_check(
-            files, args.out if args.out != DATA else cache_dir(), check=args.check
+            files, args.out if args.out != DATA else cache_dir(per_page), check=args.check
         )
     if args.report:
         report = miniwob_report()

@@ -3,8 +3,10 @@
 The family's expert (:meth:`~pivotgym.envs.browser.families.Family.expert`) is shown
 what an agent is shown (the goal, the page text, the URL) and answers one action a
 turn; each is taken as an assistant turn calling that tool, in the env, so the
-trajectory holds the env's own observations. A trajectory is kept only when the task's
-check gives it reward 1.
+trajectory holds the env's own observations. An action the env refuses that the
+expert takes back (:meth:`~pivotgym.envs.browser.families.Expert.failed`) is undone by
+restoring the state before it, so trajectories show no mistake of the expert's to
+learn. A trajectory is kept only when the task's check gives it reward 1.
 """
 
 from __future__ import annotations
@@ -56,13 +58,18 @@ async def demonstrate(env: Any, task: BrowserTask, seed: int) -> Trajectory:
         )
         if info.get("infra_error"):
             raise InfraError(f"{task.task_id}: {info['infra_error']}")
-        if info.get("tool_errors"):
-            expert.failed(action)
+        if info.get("tool_errors") and expert.failed(action) and not (terminated or truncated):
+            await _take_back(env, task, seed)
+            continue
         done = terminated or truncated
     if reward != 1.0:
         raise ExpertError(
             f"the check gave {reward}: {info.get('test')}", field=f"{task.task_id}: expert"
         )
+    return _trajectory(env, task, seed)
+
+
+def _trajectory(env: Any, task: BrowserTask, seed: int) -> Trajectory:
     return Trajectory(
         id=f"{task.task_id}/{seed}",
         env="browser",
@@ -71,3 +78,10 @@ async def demonstrate(env: Any, task: BrowserTask, seed: int) -> Trajectory:
         tools=env.tools,
         metadata={"family": task.family, "seed": seed},
     )
+
+
+async def _take_back(env: Any, task: BrowserTask, seed: int) -> None:
+    """Restore the state before the last turn, by replaying the turns before it from the
+    task's start: the episode goes on as if the turn had not been taken."""
+    done = _trajectory(env, task, seed)
+    await env.areset(options={"trajectory": done, "turn": done.num_turns - 1})

@@ -3,11 +3,11 @@
 One Chromium process per event loop (a worker), driven by Playwright's async API, and a
 fresh browser context per episode and per branch (:mod:`pivotgym.envs.browser.world`).
 Chromium is Debian's (``executable_path``: Playwright's own builds are never
-downloaded), started through a launcher script that puts it in a bubblewrap cage. It is Chromium's
-headless shell (Debian's ``chromium-headless-shell``), the build made for automation:
-the full browser in headless mode kept two renderers for each context and took 3.5
-times the memory and 5 times the time to fork a context with its page
-(``bench/bench_browser.py``; ``docs/browser.md``, "Costs"). The cage:
+downloaded), started through a launcher script that puts it in a bubblewrap cage. It
+is Chromium's headless shell (Debian's ``chromium-headless-shell``), the build made for
+automation: the full browser in headless mode kept two renderers for each context, took
+3.5 times the memory a context and about 6 times the time to fork a context with its
+page (``bench/bench_browser.py``; ``docs/browser.md``, "Costs"). The cage:
 
 - **no network**: a private network namespace holds only its loopback; the sites a world
   serves reach the pages through Playwright's request interception, in this process, so
@@ -39,7 +39,19 @@ from typing import Any
 from pivotgym.errors import InfraError
 from pivotgym.sandbox.leases import owner_alive, owner_token
 
-CHROMIUM = Path(os.environ.get("PIVOTGYM_CHROMIUM", "/usr/lib/chromium/chromium-headless-shell"))
+
+def _chromium() -> Path:
+    """``$PIVOTGYM_CHROMIUM``, else Debian's headless shell, else its full browser (a
+    machine set up before the shell was installed still runs, at the full browser's
+    costs)."""
+    if os.environ.get("PIVOTGYM_CHROMIUM"):
+        return Path(os.environ["PIVOTGYM_CHROMIUM"])
+    shell = Path("/usr/lib/chromium/chromium-headless-shell")
+    full = Path("/usr/lib/chromium/chromium")
+    return full if full.is_file() and not shell.is_file() else shell
+
+
+CHROMIUM = _chromium()
 # What fontconfig, the loader and the time zone need from the host's /etc.
 _ETC = (
     "fonts",
@@ -82,6 +94,8 @@ SCRIPT_TIMEOUT_S = 10.0
 def unavailable() -> str | None:
     """Why no browser can start here, or ``None``."""
     if not CHROMIUM.is_file():
+        if os.environ.get("PIVOTGYM_CHROMIUM"):
+            return f"{CHROMIUM} not found (PIVOTGYM_CHROMIUM)"
         return f"{CHROMIUM} not found: apt-get install chromium-headless-shell"
     if shutil.which("bwrap") is None:
         return "bwrap not found: apt-get install bubblewrap"

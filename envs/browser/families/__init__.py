@@ -40,10 +40,12 @@ class Expert(abc.ABC):
         """The next action, given the user's goal, the page text and the URL (``None``:
         it cannot go on)."""
 
-    def failed(self, action: Action) -> None:
-        """The env answered ``action``, the last one, with an error (default: read the
-        next page as usual)."""
-        return None
+    def failed(self, action: Action) -> bool:
+        """The env answered ``action``, the last one, with an error. ``True`` takes it
+        back: the recorder restores the state before it and asks again, so that the
+        trajectory never shows the expert's mistake (default: ``False``, the next page
+        is read as usual)."""
+        return False
 
 
 class Family(abc.ABC):

@@ -15,8 +15,8 @@ knows the page's word groups, read from the package as a person knows the words.
 
 from __future__ import annotations
 
+import ast
 import functools
-import json
 import random
 import re
 from collections.abc import Callable
@@ -30,7 +30,7 @@ from pivotgym.envs.browser.tasks import BrowserTask
 from pivotgym.errors import InfraError
 
 MAX_TURNS = 10
-# Pages whose solution takes more turns than MAX_TURNS allows (up to 13 boxes to tick,
+# Pages whose solution takes more turns than MAX_TURNS allows (up to 12 boxes to tick,
 # then Submit).
 TURNS = {"click-checkboxes-large": 15}
 
@@ -121,7 +121,7 @@ def _synonyms() -> list[list[str]]:
     found = re.search(r"var SYNONYMS = (\[.*?\]);", source, re.S)
     if found is None:
         raise LookupError("the page's word groups were not found")
-    return json.loads(re.sub(r",\s*\]$", "]", found[1].replace("'", '"')))
+    return ast.literal_eval(found[1])
 
 
 def _enter_text(
@@ -275,21 +275,31 @@ class MiniWobExpert(Expert):
     """Plans the page's solution from the first page it sees, then plays it out."""
 
     plan: list[Action] | None = None
+    page = ""
+    # Bids whose click was taken back, pressed instead.
+    pressed: frozenset[str] = frozenset()
 
     def act(self, goal: str, page: str, url: str) -> Action | None:
+        self.page = page
         if self.plan is None:
             try:
                 self.plan = SOLVERS[self.task.params["page"]](goal, page, self.rng)
-            except (LookupError, AssertionError, IndexError, TypeError):
+            except (LookupError, AssertionError, IndexError, TypeError, ValueError):
                 return None
         return self.plan.pop(0) if self.plan else None
 
-    def failed(self, action: Action) -> None:
+    def failed(self, action: Action) -> bool:
         """A click that did not land (another element covers the target, as pages that
-        place buttons at random may do): press Enter on it instead, which needs no
-        pointer."""
-        if self.plan is not None and action[0] == "click":
-            self.plan.insert(0, ("press", {"bid": action[1]["bid"], "key_comb": "Enter"}))
+        place buttons at random may do) is taken back and the element pressed instead,
+        which needs no pointer: Space for a box, Enter for the rest. Once for a bid."""
+        bid = action[1].get("bid")
+        if self.plan is None or action[0] != "click" or bid in self.pressed:
+            return False
+        self.pressed |= {bid}
+        role = next((e.role for e in parse(self.page) if e.bid == bid), "")
+        key = "Space" if role in ("checkbox", "radio") else "Enter"
+        self.plan.insert(0, ("press", {"bid": bid, "key_comb": key}))
+        return True
 
 
 class MiniWobFamily(Family):
