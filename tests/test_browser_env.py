@@ -183,9 +183,12 @@ def test_the_reaper_removes_the_launch_folders_of_dead_drivers_only() -> None:
         folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
         (folder / OWNER_FILE).write_text(token)
         folders.append(folder)
+    # A folder being made: its owner file is still being written under another name.
+    folders.append(Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX)))
+    (folders[-1] / f"{OWNER_FILE}.partial").write_text("")
     try:
         assert reap() >= 1
-        assert not folders[0].exists() and folders[1].exists()
+        assert not folders[0].exists() and folders[1].exists() and folders[2].exists()
     finally:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)

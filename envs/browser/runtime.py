@@ -209,7 +209,12 @@ class BrowserRuntime:
         await self._stop()
         reap()
         self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
-        (self._folder / OWNER_FILE).write_text(owner_token())
+        # Written whole, then renamed into place: another worker's reaper that read a
+        # half-written owner file would take the folder for a dead driver's and remove it
+        # under this one (seen with two report workers starting browsers at once).
+        partial = self._folder / f"{OWNER_FILE}.partial"
+        partial.write_text(owner_token())
+        partial.replace(self._folder / OWNER_FILE)
         script = launcher(self._folder)
         self._folder.chmod(0o755)
         try:
