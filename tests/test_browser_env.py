@@ -194,6 +194,30 @@ def test_the_reaper_removes_the_launch_folders_of_dead_drivers_only() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_a_reaper_running_while_a_browser_starts_leaves_its_folder(monkeypatch) -> None:
+    # Another worker's reaper may run between a file's creation and its content: let it
+    # run there, on every file the start writes.
+    write_text = Path.write_text
+
+    def interrupted(path: Path, data: str, *args, **kwargs):
+        path.touch()
+        reap()
+        return write_text(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", interrupted)
+
+    async def start() -> None:
+        from pivotgym.envs.browser.runtime import BrowserRuntime
+
+        browser = BrowserRuntime()
+        try:
+            assert (await browser.acquire()).is_connected()
+        finally:
+            await browser.release()
+
+    asyncio.run(start())
+
+
 def test_actions_answer_with_the_page_and_bad_ones_with_an_error_not_an_exception() -> None:
     env = pivotgym.make("browser", tasks=[], max_turns=50)
     try:
